@@ -1,0 +1,13 @@
+// The subcommands of build/dsvmi. Each lives in its own cmd_*.cc file and is
+// listed once in main.cc's table.
+#pragma once
+
+namespace dsvmi::cli {
+
+// Every command gets the arguments after its own name and returns the
+// process exit code (0 ok, 1 failure the user can act on, 2 usage error).
+using CommandFn = int (*)(int argc, char** argv);
+
+int cmd_version(int argc, char** argv);
+
+}  // namespace dsvmi::cli

@@ -1,0 +1,43 @@
+// build/dsvmi: the single command-line tool of dsvmi.
+#include <cstdio>
+#include <cstring>
+
+#include "commands.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  dsvmi::cli::CommandFn fn;
+  const char* summary;
+};
+
+// One row per subcommand; keep sorted by name.
+constexpr Command kCommands[] = {
+    {"version", dsvmi::cli::cmd_version, "print the dsvmi version and the ABI versions it speaks"},
+};
+
+void usage(FILE* out) {
+  std::fprintf(out, "usage: dsvmi <command> [args...]\n\ncommands:\n");
+  for (const auto& c : kCommands) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+  std::fprintf(out, "\n'dsvmi <command> --help' describes a command.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  for (const auto& c : kCommands) {
+    if (!std::strcmp(argv[1], c.name)) return c.fn(argc - 2, argv + 2);
+  }
+  std::fprintf(stderr, "dsvmi: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,70 @@
+/*
+ * dsvmi ring: producer side, as a C ABI.
+ *
+ * The consumer (the dsvmi engine) creates the shared-memory ring; the producer
+ * (QEMU's dsvmi block filter, one per disk, called from that disk's AioContext)
+ * maps it by path and appends one FlatBuffers frame per guest write.
+ *
+ * This header is the contract with the QEMU patch (qemu-patches/): C only, no
+ * C++ types, stable within DSVMI_RING_ABI_VERSION. Changing it invalidates the
+ * cached patched-QEMU build (the cache key hashes this file).
+ *
+ * Hot-path guarantees of dsvmi_ring_produce(): no allocation, no lock, no
+ * syscall (except an eventfd write when the consumer sleeps), no logging, and it
+ * never blocks: a full ring drops the frame, counts it and records the lost
+ * byte range so the engine can resync it.
+ */
+#ifndef DSVMI_RING_H
+#define DSVMI_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DSVMI_RING_ABI_VERSION 1
+
+/* What a frame describes. Values are shared with the FlatBuffers schema. */
+enum dsvmi_frame_kind {
+    DSVMI_FRAME_WRITE = 1,        /* payload = the bytes written */
+    DSVMI_FRAME_WRITE_ZEROES = 2, /* no payload */
+    DSVMI_FRAME_DISCARD = 3,      /* no payload */
+    DSVMI_FRAME_FLUSH = 4,        /* no payload, offset = length = 0 */
+};
+
+typedef struct dsvmi_ring_producer dsvmi_ring_producer_t;
+
+/*
+ * Maps the ring at `path` (created by the consumer). On failure returns NULL
+ * and writes a one-line reason into err (if err_len > 0), e.g. a bad magic or
+ * an incompatible layout version.
+ */
+dsvmi_ring_producer_t *dsvmi_ring_producer_open(const char *path, char *err,
+                                                size_t err_len);
+
+/* Unmaps the ring. The ring itself stays for the consumer. NULL is a no-op. */
+void dsvmi_ring_producer_close(dsvmi_ring_producer_t *p);
+
+/*
+ * Appends one frame for a request on the guest's disk: `kind`, byte `offset`
+ * and `length` on the virtual disk. For DSVMI_FRAME_WRITE the payload is the
+ * `length` bytes found in `iov[0..iovcnt)` after skipping `iov_skip` bytes,
+ * copied exactly once into the ring; other kinds carry no payload (iov may be
+ * NULL).
+ *
+ * Returns 1 when the frame was enqueued, 0 when it was dropped (ring full,
+ * frame larger than the ring, or the ring found corrupted); a drop is counted
+ * in the shared header and its byte range recorded as lost. Never blocks.
+ */
+int dsvmi_ring_produce(dsvmi_ring_producer_t *p, enum dsvmi_frame_kind kind,
+                       uint64_t offset, uint64_t length,
+                       const struct iovec *iov, int iovcnt, size_t iov_skip);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSVMI_RING_H */

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package dsvmi needs to build, test, benchmark and
+# run its demo. Idempotent: a second run installs nothing and takes seconds.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev git ca-certificates
+  # libraries (the project's chosen dependencies)
+  liburing-dev libboost-dev libroaring-dev libflatbuffers-dev flatbuffers-compiler
+  libgtest-dev libgmock-dev libbenchmark-dev libnbd-dev zlib1g-dev
+  # patched QEMU build (qemu-patches/build.sh)
+  dpkg-dev meson python3-venv libglib2.0-dev libpixman-1-dev libaio-dev libfdt-dev
+  # test guests (Debian cloud kernel + busybox initramfs) and their firmware
+  busybox-static cpio seabios qemu-system-data
+  # oracles: what is really on a disk
+  e2fsprogs fdisk gdisk dosfstools mtools ntfs-3g sleuthkit
+  # benchmarks
+  fio
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
