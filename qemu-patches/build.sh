@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Builds Debian 12's QEMU with the dsvmi filter driver (the patch series in
+# this folder) and installs it into a cache outside the checkout:
+#
+#   qemu-patches/build.sh [--print-prefix] DSVMI_BUILD_DIR
+#
+# DSVMI_BUILD_DIR is a dsvmi CMake build holding lib/libdsvmi-producer.so and
+# lib/pkgconfig/dsvmi-producer.pc (QEMU links the producer library through
+# pkg-config; at run time it is found through LD_LIBRARY_PATH=<build>/lib, so
+# the library may change without rebuilding QEMU as long as its C ABI headers
+# do not).
+#
+# The install prefix is $DSVMI_CACHE_DIR/qemu-<debian version>-<hash>, hash =
+# sha256 of the patches, ring.h, gate.h (the C ABI compiled in) and the
+# configure flags. A cache hit does no work. --print-prefix prints only the
+# prefix on stdout (everything else goes to stderr).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+PRINT_PREFIX=0
+if [ "${1:-}" = "--print-prefix" ]; then
+  PRINT_PREFIX=1
+  shift
+fi
+if [ $# -ne 1 ]; then
+  echo "usage: $0 [--print-prefix] DSVMI_BUILD_DIR" >&2
+  exit 2
+fi
+DSVMI_BUILD=$(cd "$1" 2>/dev/null && pwd) || {
+  echo "build.sh: dsvmi build dir '$1' does not exist" >&2
+  exit 2
+}
+exec 3>&1 1>&2 # stdout carries only the prefix
+CACHE=${DSVMI_CACHE_DIR:-$HOME/.cache/dsvmi}
+mkdir -p "$CACHE/src"
+
+# Minimal system emulator for a virtio-blk busybox guest under TCG/KVM, plus
+# qemu-img, qemu-io, qemu-nbd and qemu-storage-daemon (--enable-tools).
+CONFIGURE_FLAGS=(
+  --target-list=x86_64-softmmu --without-default-features
+  --enable-kvm --enable-tools --disable-docs --disable-slirp
+  --enable-linux-aio --enable-linux-io-uring --enable-fdt=system
+)
+PATCHES=("$HERE"/[0-9][0-9][0-9][0-9]-*.patch)
+ABI_HEADERS=("$ROOT/ringbuf/include/dsvmi/ring.h" "$ROOT/bitmap/include/dsvmi/gate.h")
+
+log() { printf 'qemu-patches/build.sh: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# --- Debian source package (cached) -------------------------------------
+ensure_deb_src() {
+  if grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    return
+  fi
+  local main=/etc/apt/sources.list.d/debian.sources
+  [ -f "$main" ] || die "no deb-src entry and no $main to derive one from"
+  log "adding a deb-src entry (same URIs/Suites/Components/Signed-By as $main)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  sed 's/^Types:.*/Types: deb-src/' "$main" | $sudo tee /etc/apt/sources.list.d/dsvmi-deb-src.sources >/dev/null
+  $sudo apt-get update -qq
+}
+
+find_dsc() { ls -1 "$CACHE"/src/qemu_*.dsc 2>/dev/null | sort -V | tail -1; }
+DSC=$(find_dsc)
+if [ -z "$DSC" ]; then
+  ensure_deb_src
+  log "downloading the qemu source package into $CACHE/src"
+  (cd "$CACHE/src" && apt-get source --download-only qemu >&2) ||
+    die "apt-get source --download-only qemu failed"
+  DSC=$(find_dsc)
+  [ -n "$DSC" ] || die "no qemu_*.dsc after download"
+fi
+DEB_VERSION=$(basename "$DSC" .dsc)
+DEB_VERSION=${DEB_VERSION#qemu_}
+
+# --- cache key ------------------------------------------------------------
+[ -e "${PATCHES[0]}" ] || die "no patches in $HERE"
+HASH=$( {
+  for f in "${PATCHES[@]}" "${ABI_HEADERS[@]}"; do
+    printf '%s\n' "$(basename "$f")"
+    cat "$f"
+  done
+  printf '%s\n' "${CONFIGURE_FLAGS[@]}"
+} | sha256sum | cut -c1-16)
+PREFIX="$CACHE/qemu-$DEB_VERSION-$HASH"
+if [ -f "$PREFIX/.dsvmi-complete" ]; then
+  log "cache hit: $PREFIX"
+  echo "$PREFIX" >&3
+  exit 0
+fi
+
+# --- build (one at a time on this machine) --------------------------------
+PC="$DSVMI_BUILD/lib/pkgconfig/dsvmi-producer.pc"
+[ -f "$PC" ] || die "$PC missing: build dsvmi first (the producer library appears once ringbuf/ and bitmap/ build)"
+exec 9>"$CACHE/qemu-build.lock"
+log "waiting for the build lock ($CACHE/qemu-build.lock)"
+flock 9
+if [ -f "$PREFIX/.dsvmi-complete" ]; then # someone built it while we waited
+  echo "$PREFIX" >&3
+  exit 0
+fi
+
+WORK="$CACHE/qemu-work-$DEB_VERSION-$HASH"
+LOG="$CACHE/qemu-build-$DEB_VERSION-$HASH.log"
+: >"$LOG"
+fail() {
+  log "FAILED: $*; last lines of $LOG:"
+  tail -n 40 "$LOG" >&2
+  exit 1
+}
+rm -rf "$WORK" "$PREFIX"
+mkdir -p "$WORK"
+log "unpacking $(basename "$DSC") (Debian patches applied) into $WORK"
+dpkg-source -x "$DSC" "$WORK/src" >>"$LOG" 2>&1 || fail "dpkg-source -x"
+for p in "${PATCHES[@]}"; do
+  log "applying $(basename "$p")"
+  # -F0: no fuzz; a hunk that does not apply exactly fails the build
+  patch -d "$WORK/src" -p1 -F0 --batch --forward --no-backup-if-mismatch \
+    <"$p" >>"$LOG" 2>&1 || fail "patch $(basename "$p") does not apply to qemu $DEB_VERSION"
+done
+
+log "configuring (log: $LOG)"
+mkdir -p "$WORK/src/build"
+(cd "$WORK/src/build" &&
+  PKG_CONFIG_PATH="$DSVMI_BUILD/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" \
+    ../configure --prefix="$PREFIX" "${CONFIGURE_FLAGS[@]}") >>"$LOG" 2>&1 ||
+  fail "configure"
+log "building with ninja -j${DSVMI_QEMU_JOBS:-$(nproc)} (about 6 minutes on 2 cores)"
+ninja -C "$WORK/src/build" -j "${DSVMI_QEMU_JOBS:-$(nproc)}" >>"$LOG" 2>&1 || fail "ninja"
+ninja -C "$WORK/src/build" install >>"$LOG" 2>&1 || fail "ninja install"
+
+# Firmware: the dfsg source ships none. SeaBIOS (package seabios) and the
+# option ROMs of qemu-system-data go where the binary looks by default, so a
+# busybox guest boots without -L.
+mkdir -p "$PREFIX/share/qemu"
+for f in /usr/share/seabios/*.bin /usr/share/qemu/*.bin /usr/share/qemu/*.rom; do
+  [ -e "$f" ] || continue
+  [ -e "$PREFIX/share/qemu/$(basename "$f")" ] || cp -L "$f" "$PREFIX/share/qemu/"
+done
+[ -f "$PREFIX/share/qemu/bios-256k.bin" ] || fail "bios-256k.bin missing (install seabios)"
+
+for b in qemu-system-x86_64 qemu-img qemu-io qemu-nbd qemu-storage-daemon; do
+  [ -x "$PREFIX/bin/$b" ] || fail "$b was not installed"
+done
+printf 'debian %s\nhash %s\npatches %s\n' "$DEB_VERSION" "$HASH" "${PATCHES[*]##*/}" \
+  >"$PREFIX/.dsvmi-complete"
+[ "${DSVMI_QEMU_KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK"
+log "installed $PREFIX"
+echo "$PREFIX" >&3
