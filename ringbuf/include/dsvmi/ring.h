@@ -63,6 +63,27 @@ int dsvmi_ring_produce(dsvmi_ring_producer_t *p, enum dsvmi_frame_kind kind,
                        uint64_t offset, uint64_t length,
                        const struct iovec *iov, int iovcnt, size_t iov_skip);
 
+/*
+ * The producer's own tally (its private copies, not the shared header the
+ * consumer could scribble on). Added compatibly in ABI version 1.
+ *   produced_frames: every dsvmi_ring_produce() call (= next sequence number)
+ *   dropped_frames/bytes: requests not enqueued; bytes = their `length`
+ *   lost_records: in-band Lost frames emitted after drops
+ *   bad_consumer_index: times the consumer index read from shared memory was
+ *     outside [producer - capacity, producer] (a corrupted or hostile peer)
+ */
+struct dsvmi_ring_producer_stats {
+    uint64_t produced_frames;
+    uint64_t produced_bytes;
+    uint64_t dropped_frames;
+    uint64_t dropped_bytes;
+    uint64_t lost_records;
+    uint64_t bad_consumer_index;
+};
+
+void dsvmi_ring_producer_get_stats(const dsvmi_ring_producer_t *p,
+                                   struct dsvmi_ring_producer_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,319 @@
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "doorbell.h"
+#include "dsvmi/ring_consumer.h"
+#include "frame_builder.h"
+#include "ring_layout.h"
+#include "ring_lock.h"
+
+namespace dsvmi {
+
+using namespace ring;
+
+struct RingConsumer::Impl {
+  int fd = -1;
+  Geometry geo{};
+  uint64_t mask = 0;
+  Header* hdr = nullptr;
+  uint8_t* data = nullptr;
+
+  // Private state. cons = released (published) index, read = next record to
+  // examine, last_end = end of the last record handed out as a view.
+  uint64_t cons = 0;
+  uint64_t read = 0;
+  uint64_t cached_prod = 0;
+  uint64_t last_end = 0;
+  bool have_seq = false;
+  uint64_t last_seq = 0;
+  RingConsumerStats tally;
+
+  ~Impl() {
+    if (hdr) munmap(hdr, kHeaderBytes);
+    UnmapTwice(data, geo.capacity);
+    if (fd >= 0) close(fd);
+  }
+};
+
+RingConsumer::RingConsumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RingConsumer::~RingConsumer() = default;
+
+std::unique_ptr<RingConsumer> RingConsumer::Create(const std::string& path, uint64_t capacity, std::string* err) {
+  return Open(path, true, capacity, err);
+}
+
+std::unique_ptr<RingConsumer> RingConsumer::Attach(const std::string& path, std::string* err) {
+  return Open(path, false, 0, err);
+}
+
+std::unique_ptr<RingConsumer> RingConsumer::Open(const std::string& path, bool create, uint64_t capacity,
+                                                 std::string* err) {
+  auto impl = std::make_unique<Impl>();
+  std::string why;
+  if (create) {
+    Geometry g = MakeGeometry(capacity);
+    if (!ValidateGeometry(g, kHeaderBytes + capacity, &why)) {
+      *err = "create ring " + path + ": " + why;
+      return nullptr;
+    }
+    impl->fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (impl->fd < 0) {
+      *err = ErrnoMessage("create ring", path);
+      return nullptr;
+    }
+    // tmpfs allocates on first touch; ftruncate zero-fills the header, so all
+    // indices and counters start at 0. Geometry is written last, via pwrite,
+    // so a producer racing the creation sees either no magic or all of it.
+    if (ftruncate(impl->fd, static_cast<off_t>(kHeaderBytes + capacity)) != 0 ||
+        pwrite(impl->fd, &g, sizeof g, 0) != static_cast<ssize_t>(sizeof g)) {
+      *err = ErrnoMessage("size ring", path);
+      unlink(path.c_str());
+      return nullptr;
+    }
+  } else {
+    impl->fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (impl->fd < 0) {
+      *err = ErrnoMessage("open ring", path);
+      return nullptr;
+    }
+  }
+  struct stat st;
+  Geometry g{};
+  if (fstat(impl->fd, &st) != 0 || st.st_size < static_cast<off_t>(kHeaderBytes) ||
+      pread(impl->fd, &g, sizeof g, 0) != static_cast<ssize_t>(sizeof g)) {
+    *err = "ring " + path + ": file too small for a ring header (not a dsvmi ring)";
+    return nullptr;
+  }
+  if (!ValidateGeometry(g, static_cast<uint64_t>(st.st_size), &why) ||
+      !TryLockRole(impl->fd, Role::kConsumer, &why)) {
+    *err = "ring " + path + ": " + why;
+    return nullptr;
+  }
+  void* h = mmap(nullptr, kHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, impl->fd, 0);
+  if (h == MAP_FAILED) {
+    *err = ErrnoMessage("mmap ring header", path);
+    return nullptr;
+  }
+  impl->hdr = static_cast<Header*>(h);
+  impl->data = MapTwice(impl->fd, kHeaderBytes, g.capacity, &why);
+  if (!impl->data) {
+    *err = "ring " + path + ": " + why;
+    return nullptr;
+  }
+  impl->geo = g;
+  impl->mask = g.capacity - 1;
+
+  std::unique_ptr<RingConsumer> c(new RingConsumer(std::move(impl)));
+  c->path_ = path;
+  Impl& m = *c->impl_;
+  ConsumerLine& cl = m.hdr->consumer;
+  cl.consumer_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+  cl.consumer_sleeping.store(0, std::memory_order_relaxed);
+  // Restart: continue at the shared consumer index and the previous
+  // consumer's counters, if they make sense against the producer index.
+  m.cons = cl.cons_index.load(std::memory_order_relaxed);
+  const uint64_t prod = m.hdr->producer.prod_index.load(std::memory_order_acquire);
+  if (prod - m.cons > g.capacity) {
+    c->Fail("attach: consumer index " + std::to_string(m.cons) + " is not within the ring below producer index " +
+            std::to_string(prod) + "; resyncing to the producer index");
+    m.cons = prod;
+  }
+  m.read = m.cons;
+  m.last_end = m.cons;
+  m.cached_prod = m.cons;
+  m.tally.delivered_frames = cl.delivered_frames.load(std::memory_order_relaxed);
+  m.tally.delivered_bytes = cl.delivered_bytes.load(std::memory_order_relaxed);
+  m.tally.lost_records = cl.lost_records_seen.load(std::memory_order_relaxed);
+  m.tally.lost_frames = cl.lost_frames_reported.load(std::memory_order_relaxed);
+  m.tally.invalid_records += cl.invalid_records.load(std::memory_order_relaxed);
+  m.tally.invalid_bytes = cl.invalid_bytes.load(std::memory_order_relaxed);
+  m.tally.bad_producer_index += cl.bad_producer_index.load(std::memory_order_relaxed);
+  c->Publish();
+  return c;
+}
+
+void RingConsumer::Fail(std::string msg) {
+  last_error_ = "ring " + path_ + ": " + std::move(msg);
+  error_count_++;
+}
+
+// Copies the private tally and index to the shared consumer line. Release on
+// cons_index: our reads of the released records happen before the producer
+// (acquire) may overwrite them.
+void RingConsumer::Publish() {
+  Impl& m = *impl_;
+  ConsumerLine& cl = m.hdr->consumer;
+  cl.delivered_frames.store(m.tally.delivered_frames, std::memory_order_relaxed);
+  cl.delivered_bytes.store(m.tally.delivered_bytes, std::memory_order_relaxed);
+  cl.lost_records_seen.store(m.tally.lost_records, std::memory_order_relaxed);
+  cl.lost_frames_reported.store(m.tally.lost_frames, std::memory_order_relaxed);
+  cl.invalid_records.store(m.tally.invalid_records, std::memory_order_relaxed);
+  cl.invalid_bytes.store(m.tally.invalid_bytes, std::memory_order_relaxed);
+  cl.bad_producer_index.store(m.tally.bad_producer_index, std::memory_order_relaxed);
+  cl.cons_index.store(m.cons, std::memory_order_release);
+}
+
+size_t RingConsumer::Dequeue(FrameView* out, size_t max) {
+  Impl& m = *impl_;
+  const uint64_t cap = m.geo.capacity;
+  size_t n = 0;
+  bool skipped = false;
+  while (n < max) {
+    if (m.cached_prod == m.read) {
+      // Acquire: pairs with the producer's release store, making the record
+      // bytes below the index visible.
+      const uint64_t prod = m.hdr->producer.prod_index.load(std::memory_order_acquire);
+      // The producer may be anywhere in [read, cons + capacity]; anything
+      // else is a corrupted or hostile index: report, read nothing.
+      if (prod - m.cons > cap || prod - m.cons < m.read - m.cons) {
+        m.tally.bad_producer_index++;
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "producer index %" PRIu64 " out of range [%" PRIu64 ", %" PRIu64 "]; ignoring it",
+                      prod, m.read, m.cons + cap);
+        Fail(buf);
+        break;
+      }
+      m.cached_prod = prod;
+      if (prod == m.read) break;
+    }
+    const uint64_t avail = m.cached_prod - m.read;
+    const uint8_t* slot = m.data + (m.read & m.mask);
+    RecordHeader rh;
+    std::memcpy(&rh, slot, sizeof rh);  // one snapshot; the producer may be hostile
+    if (rh.record_len < kRecordAlign || rh.record_len % kRecordAlign != 0 || rh.record_len > avail ||
+        rh.record_len > m.geo.max_record || rh.frame_len > rh.record_len - kRecordHeaderBytes) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf,
+                    "record at index %" PRIu64 ": bad header (record %" PRIu32 " bytes, frame %" PRIu32
+                    " bytes, %" PRIu64 " published); skipping to the producer index",
+                    m.read, rh.record_len, rh.frame_len, avail);
+      Fail(buf);
+      // The chain of records is broken: nothing after this point can be
+      // found, so drop everything published so far.
+      m.tally.invalid_records++;
+      m.tally.invalid_bytes += avail;
+      m.read = m.cached_prod;
+      skipped = true;
+      continue;
+    }
+    const uint8_t* frame = slot + rh.record_len - rh.frame_len;
+    FrameView v;
+    std::string why;
+    bool ok = DecodeFrame(frame, rh.frame_len, &v, &why);
+    if (ok && m.have_seq && v.seq <= m.last_seq) {
+      why = "frame: sequence number " + std::to_string(v.seq) + " does not follow " + std::to_string(m.last_seq);
+      ok = false;
+    }
+    if (!ok) {
+      Fail("record at index " + std::to_string(m.read) + ": " + why + "; skipped");
+      m.tally.invalid_records++;
+      m.tally.invalid_bytes += rh.record_len;
+      m.read += rh.record_len;
+      skipped = true;
+      continue;
+    }
+    m.have_seq = true;
+    m.last_seq = v.seq;
+    m.read += rh.record_len;
+    v.ring_end = m.read;
+    m.last_end = m.read;
+    if (v.kind == FrameKind::kLost) {
+      m.tally.lost_records++;
+      m.tally.lost_frames += v.lost_frames;
+    } else {
+      m.tally.delivered_frames++;
+      m.tally.delivered_bytes += v.length;
+    }
+    out[n++] = v;
+  }
+  // Nothing outstanding: skipped bytes can go back to the producer now.
+  if (m.cons == m.last_end && m.read != m.cons) {
+    m.cons = m.read;
+    m.last_end = m.read;
+    skipped = true;
+  }
+  if (n || skipped) Publish();
+  return n;
+}
+
+bool RingConsumer::Release(const FrameView& v) {
+  Impl& m = *impl_;
+  const uint64_t outstanding = m.last_end - m.cons;
+  const uint64_t upto = v.ring_end - m.cons;
+  if (upto == 0 || upto > outstanding) return false;
+  m.cons = v.ring_end;
+  if (m.cons == m.last_end) {
+    m.cons = m.read;  // also give back records skipped after the last view
+    m.last_end = m.read;
+  }
+  Publish();
+  return true;
+}
+
+void RingConsumer::ReleaseAll() {
+  Impl& m = *impl_;
+  m.cons = m.read;
+  m.last_end = m.read;
+  Publish();
+}
+
+bool RingConsumer::Wait(int64_t timeout_ns) {
+  Impl& m = *impl_;
+  auto has_data = [&] {
+    return m.hdr->producer.prod_index.load(std::memory_order_acquire) != m.read;
+  };
+  for (int i = 0; i < 2000; i++) {
+    if (has_data()) return true;
+    __builtin_ia32_pause();
+  }
+  auto& word = m.hdr->consumer.consumer_sleeping;
+  word.store(1, std::memory_order_relaxed);
+  // See RingProducer::RingDoorbell for the other half of this handshake.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!has_data()) FutexWait(&word, 1, timeout_ns);
+  word.store(0, std::memory_order_relaxed);
+  return has_data();
+}
+
+RingGeometryInfo RingConsumer::geometry() const {
+  RingGeometryInfo g;
+  g.capacity = impl_->geo.capacity;
+  g.max_record = impl_->geo.max_record;
+  g.max_payload = g.max_record - kRecordHeaderBytes - kFrameOverheadBound;
+  return g;
+}
+
+RingConsumerStats RingConsumer::stats() const {
+  const Impl& m = *impl_;
+  RingConsumerStats s = m.tally;
+  const ProducerLine& pl = m.hdr->producer;
+  s.producer_index = pl.prod_index.load(std::memory_order_acquire);
+  s.consumer_index = m.cons;
+  s.produced_frames = pl.produced_frames.load(std::memory_order_relaxed);
+  s.produced_bytes = pl.produced_bytes.load(std::memory_order_relaxed);
+  s.dropped_frames = pl.dropped_frames.load(std::memory_order_relaxed);
+  s.dropped_bytes = pl.dropped_bytes.load(std::memory_order_relaxed);
+  s.producer_lost_records = pl.lost_records.load(std::memory_order_relaxed);
+  s.bad_consumer_index = pl.bad_consumer_index.load(std::memory_order_relaxed);
+  const LostMirror& lm = m.hdr->lost;
+  for (int attempt = 0; attempt < 100 && !s.lost_mirror_consistent; attempt++) {
+    const uint32_t g1 = lm.generation.load(std::memory_order_acquire);
+    s.lost_pending_frames = lm.pending_frames.load(std::memory_order_relaxed);
+    s.lost_pending_bytes = lm.pending_bytes.load(std::memory_order_relaxed);
+    s.lost_pending_first_seq = lm.first_lost_seq.load(std::memory_order_relaxed);
+    s.lost_pending_offset = lm.range_offset.load(std::memory_order_relaxed);
+    s.lost_pending_end = lm.range_end.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const uint32_t g2 = lm.generation.load(std::memory_order_relaxed);
+    s.lost_mirror_consistent = g1 == g2 && g1 % 2 == 0;
+  }
+  return s;
+}
+
+}  // namespace dsvmi
