@@ -1,0 +1,27 @@
+// FsIdentity: the few superblock fields that tell whether a file system is
+// still the one an index was crawled from.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dsvmi/disk_reader.h"
+#include "dsvmi/status.h"
+
+namespace dsvmi {
+
+struct FsIdentity {
+  std::string uuid;  // canonical lower-case text
+  uint64_t block_count = 0;
+  uint64_t inode_count = 0;
+  int64_t write_time = 0;      // ext: s_wtime
+  int64_t mount_time = 0;      // ext: s_mtime
+  uint64_t kbytes_written = 0; // ext: s_kbytes_written
+};
+
+// Reads the identity of the file system of `type` ("ext2/3/4") starting at
+// `partition_offset`. Unknown types: error (no identity to compare).
+Status read_fs_identity(DiskReader& disk, const std::string& type, uint64_t partition_offset,
+                        FsIdentity* out);
+
+}  // namespace dsvmi

@@ -1,0 +1,50 @@
+#include "dsvmi/fs_identity.h"
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+
+namespace dsvmi {
+namespace {
+
+uint16_t le16(const std::byte* p) { return uint16_t(uint8_t(p[0]) | uint8_t(p[1]) << 8); }
+uint32_t le32(const std::byte* p) { return uint32_t(le16(p)) | uint32_t(le16(p + 2)) << 16; }
+uint64_t le64(const std::byte* p) { return uint64_t(le32(p)) | uint64_t(le32(p + 4)) << 32; }
+
+std::string uuid_text(const std::byte* p) {
+  char buf[40];
+  int n = 0;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) buf[n++] = '-';
+    n += std::snprintf(buf + n, sizeof buf - n, "%02x", unsigned(uint8_t(p[i])));
+  }
+  return std::string(buf, n);
+}
+
+}  // namespace
+
+Status read_fs_identity(DiskReader& disk, const std::string& type, uint64_t partition_offset,
+                        FsIdentity* out) {
+  if (type != "ext2" && type != "ext3" && type != "ext4")
+    return Status::error("no identity check for file system type '" + type + "'");
+  std::array<std::byte, 1024> sb;
+  if (partition_offset > disk.size() || disk.size() - partition_offset < 2048)
+    return Status::error("file system at offset " + std::to_string(partition_offset) +
+                         " lies beyond the end of the disk");
+  Status s = disk.read(partition_offset + 1024, sb);
+  if (!s) return s;
+  if (le16(&sb[0x38]) != 0xEF53)
+    return Status::error("no ext2/3/4 superblock at offset " + std::to_string(partition_offset));
+  const uint32_t incompat = le32(&sb[0x60]);
+  uint64_t blocks = le32(&sb[0x04]);
+  if (incompat & 0x80) blocks |= uint64_t(le32(&sb[0x150])) << 32;  // INCOMPAT_64BIT
+  out->uuid = uuid_text(&sb[0x68]);
+  out->block_count = blocks;
+  out->inode_count = le32(&sb[0x00]);
+  out->write_time = int64_t(le32(&sb[0x30])) | int64_t(uint8_t(sb[0x274])) << 32;
+  out->mount_time = int64_t(le32(&sb[0x2C])) | int64_t(uint8_t(sb[0x275])) << 32;
+  out->kbytes_written = le64(&sb[0x178]);
+  return Status::ok();
+}
+
+}  // namespace dsvmi
