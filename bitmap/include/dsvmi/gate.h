@@ -14,6 +14,9 @@
  * logging; it allocates only when it adopts a newly published generation (one
  * small CRoaring view per generation, never per query). A gate found corrupted
  * answers "pass" (nothing is lost) and counts it.
+ *
+ * One reader handle is used by one thread at a time (the disk's AioContext).
+ * Ranges reaching beyond the disk size the engine declared are passed.
  */
 #ifndef DSVMI_GATE_H
 #define DSVMI_GATE_H
@@ -48,6 +51,13 @@ void dsvmi_gate_reader_close(dsvmi_gate_reader_t *r);
  */
 bool dsvmi_gate_should_pass(dsvmi_gate_reader_t *r, uint64_t offset,
                             uint64_t length);
+
+/*
+ * Why the reader last refused a published generation (a one-line reason such
+ * as "gate slot 1: checksum mismatch ..."), or "" if it never did. Also
+ * stored in the shared region for `dsvmi gate-stat`. Not for the hot path.
+ */
+const char *dsvmi_gate_reader_error(const dsvmi_gate_reader_t *r);
 
 #ifdef __cplusplus
 }
