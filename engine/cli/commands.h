@@ -8,6 +8,11 @@ namespace dsvmi::cli {
 // process exit code (0 ok, 1 failure the user can act on, 2 usage error).
 using CommandFn = int (*)(int argc, char** argv);
 
+int cmd_capture(int argc, char** argv);
+int cmd_replay(int argc, char** argv);
+int cmd_gate_create(int argc, char** argv);
+int cmd_gate_set(int argc, char** argv);
+int cmd_gate_stat(int argc, char** argv);
 int cmd_version(int argc, char** argv);
 
 }  // namespace dsvmi::cli

@@ -48,20 +48,24 @@ class Env:
     """Where the patched QEMU, the guest and the cache live (scripts/test.sh
     exports these; see docs/testing.md to set them by hand)."""
 
-    def __init__(self, qemu_prefix, guest_dir, cache_dir):
+    def __init__(self, qemu_prefix, guest_dir, cache_dir, build_dir=None):
         self.qemu_prefix = Path(qemu_prefix)
         self.guest_dir = Path(guest_dir)
         self.cache_dir = Path(cache_dir)
+        self.build_dir = Path(build_dir) if build_dir else None
 
     @classmethod
-    def from_environment(cls):
+    def from_environment(cls, build_dir=None):
+        """Reads the DSVMI_* variables; `build_dir` is the dsvmi CMake build
+        (its build/dsvmi and lib/libdsvmi-producer.so, which the patched QEMU
+        loads through LD_LIBRARY_PATH)."""
         missing = [v for v in ("DSVMI_QEMU_PREFIX", "DSVMI_GUEST_DIR", "DSVMI_CACHE_DIR")
                    if not os.environ.get(v)]
         if missing:
             raise EnvError("missing environment: " + ", ".join(missing) +
                            " (scripts/test.sh exports them; see docs/testing.md)")
         env = cls(os.environ["DSVMI_QEMU_PREFIX"], os.environ["DSVMI_GUEST_DIR"],
-                  os.environ["DSVMI_CACHE_DIR"])
+                  os.environ["DSVMI_CACHE_DIR"], build_dir)
         for f in ("vmlinuz", "initrd.gz"):
             if not (env.guest_dir / f).is_file():
                 raise EnvError(f"{env.guest_dir / f} missing: run tests/guest/build.sh")
@@ -72,6 +76,17 @@ class Env:
 
     def tool(self, name):
         return str(self.qemu_prefix / "bin" / name)
+
+    def dsvmi(self):
+        return str(self.build_dir / "dsvmi")
+
+    def process_env(self):
+        """os.environ plus LD_LIBRARY_PATH=<build>/lib for QEMU's tools."""
+        e = dict(os.environ)
+        if self.build_dir is not None:
+            lib = str(self.build_dir / "lib")
+            e["LD_LIBRARY_PATH"] = lib + (":" + e["LD_LIBRARY_PATH"] if e.get("LD_LIBRARY_PATH") else "")
+        return e
 
     def firmware_dir(self):
         """A -L folder with SeaBIOS and the -kernel option ROMs: the prefix's
@@ -271,7 +286,8 @@ class Guest:
         (self.workdir / "qemu.cmdline").write_text(" ".join(map(str, cmd)) + "\n")
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=self.env.process_env())
         return self
 
     def qmp(self, timeout=30.0):
@@ -345,6 +361,87 @@ class Guest:
 
     def __exit__(self, *exc):
         self.kill()
+
+
+# -- capture ---------------------------------------------------------------------
+
+
+class Capture:
+    """`dsvmi capture` draining `ring` into `trace` in the background. The
+    ring is created by capture (if absent) before start() returns, so QEMU can
+    open it. stop() sends SIGTERM and returns the parsed capture-stats line."""
+
+    def __init__(self, env, ring, trace, capacity="64M", log=None):
+        self.env = env
+        self.ring = str(ring)
+        self.trace = str(trace)
+        self.capacity = capacity
+        self.log_path = Path(log) if log else Path(trace).with_suffix(".capture.log")
+        self.proc = None
+
+    def start(self, timeout=30.0):
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [self.env.dsvmi(), "capture", "--ring", self.ring, "--out", self.trace,
+             "--capacity", self.capacity],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while "dsvmi capture: ready" not in self.log():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dsvmi capture exited {self.proc.returncode}: {self.log()}")
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError(f"dsvmi capture not ready in {timeout} s: {self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def kill(self):
+        """SIGKILL: the consumer vanishes without a word (engine crash)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close()
+
+    def stop(self, timeout=30.0):
+        """SIGTERM, wait, check the exit code; returns {name: int} of the
+        final capture-stats line."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise RuntimeError(f"dsvmi capture ignored SIGTERM for {timeout} s: {self.log()[-2000:]}")
+        finally:
+            self._close()
+        text = self.log()
+        if rc != 0:
+            raise RuntimeError(f"dsvmi capture exited {rc}: {text[-2000:]}")
+        stats = {}
+        for line in text.splitlines():
+            if line.startswith("capture-stats "):
+                stats = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+        if not stats:
+            raise RuntimeError(f"dsvmi capture printed no capture-stats: {text[-2000:]}")
+        return stats
+
+    def _close(self):
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
 
 
 # -- helpers for test scripts ----------------------------------------------------

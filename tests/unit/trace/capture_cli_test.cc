@@ -1,0 +1,215 @@
+// `dsvmi capture` and `dsvmi replay` end to end, without QEMU: this test is the
+// producer (the ring's C ABI, as QEMU's filter calls it), the CLI is the
+// consumer. Oracle: a std::vector<uint8_t> disk model the test updates with
+// every request it produces; the replayed image must equal it byte for byte.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dsvmi/ring.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs build/dsvmi with `args`, stdout+stderr to `log`; returns the pid.
+pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    std::string bin = DSVMI_BIN;
+    argv.push_back(bin.data());
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int run(const std::vector<std::string>& args, const fs::path& log) { return wait_exit(spawn(args, log)); }
+
+class CaptureCliTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kDisk = 4 << 20;
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("dsvmi_capture_test_" + std::to_string(getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    model_.assign(kDisk, 0);
+    std::ofstream(dir_ / "disk.img", std::ios::binary).write(reinterpret_cast<const char*>(model_.data()), kDisk);
+  }
+  void TearDown() override {
+    if (capture_ > 0) {
+      kill(capture_, SIGKILL);
+      wait_exit(capture_);
+    }
+    if (producer_) dsvmi_ring_producer_close(producer_);
+    fs::remove_all(dir_);
+  }
+
+  void start_capture(const std::string& capacity) {
+    capture_ = spawn({"capture", "--ring", (dir_ / "ring").string(), "--out", (dir_ / "t.trace").string(),
+                      "--capacity", capacity},
+                     dir_ / "capture.log");
+    for (int i = 0; i < 3000 && slurp(dir_ / "capture.log").find("ready") == std::string::npos; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_NE(slurp(dir_ / "capture.log").find("dsvmi capture: ready"), std::string::npos)
+        << slurp(dir_ / "capture.log");
+    char err[256] = "";
+    producer_ = dsvmi_ring_producer_open((dir_ / "ring").c_str(), err, sizeof err);
+    ASSERT_NE(producer_, nullptr) << err;
+  }
+
+  int stop_capture() {
+    kill(capture_, SIGCONT);
+    kill(capture_, SIGTERM);
+    int rc = wait_exit(capture_);
+    capture_ = -1;
+    return rc;
+  }
+
+  // Produces one random request and applies it to the model when enqueued
+  // (a dropped one still "reaches the disk" in the model: the guest's write
+  // is never failed; the replay then cannot match, which is the point).
+  int produce_random(std::mt19937_64& rng, uint64_t max_len = 70000) {
+    const int k = static_cast<int>(rng() % 8);
+    uint64_t off = rng() % kDisk, len = 1 + rng() % max_len;
+    if (off + len > kDisk) len = kDisk - off;
+    if (k < 6) {
+      std::vector<uint8_t> p(len);
+      for (auto& b : p) b = static_cast<uint8_t>(rng());
+      std::memcpy(&model_[off], p.data(), len);
+      // Two iovecs plus a skip, as a guest's scatter list would.
+      std::vector<uint8_t> buf(3 + len);
+      std::memcpy(buf.data() + 3, p.data(), len);
+      const size_t cut = 3 + len / 2;
+      iovec iov[2] = {{buf.data(), cut}, {buf.data() + cut, buf.size() - cut}};
+      return dsvmi_ring_produce(producer_, DSVMI_FRAME_WRITE, off, len, iov, 2, 3);
+    }
+    if (k == 6) {
+      std::memset(&model_[off], 0, len);
+      return dsvmi_ring_produce(producer_, DSVMI_FRAME_WRITE_ZEROES, off, len, nullptr, 0, 0);
+    }
+    return dsvmi_ring_produce(producer_, DSVMI_FRAME_FLUSH, 0, 0, nullptr, 0, 0);
+  }
+
+  std::vector<uint8_t> image(const fs::path& p) {
+    std::string s = slurp(p);
+    return std::vector<uint8_t>(s.begin(), s.end());
+  }
+
+  fs::path dir_;
+  std::vector<uint8_t> model_;
+  pid_t capture_ = -1;
+  dsvmi_ring_producer_t* producer_ = nullptr;
+};
+
+TEST_F(CaptureCliTest, CapturedTraceReplaysToTheModel) {
+  start_capture("64M");
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 4000; ++i) {
+    // At most 4000 x 16 KB < the 64 MiB ring: nothing can be dropped even if
+    // the consumer is slow, so the replay must match the model exactly.
+    ASSERT_TRUE(produce_random(rng, 16000)) << "dropped request " << i;
+  }
+  ASSERT_EQ(stop_capture(), 0) << slurp(dir_ / "capture.log");
+  const std::string log = slurp(dir_ / "capture.log");
+  EXPECT_NE(log.find("capture-stats frames=4000 "), std::string::npos) << log;
+  EXPECT_NE(log.find("lost_records=0 "), std::string::npos) << log;
+
+  ASSERT_EQ(run({"replay", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "replay.log"), 0)
+      << slurp(dir_ / "replay.log");
+  EXPECT_NE(slurp(dir_ / "replay.log").find("4000 frames"), std::string::npos) << slurp(dir_ / "replay.log");
+  ASSERT_EQ(image(dir_ / "disk.img"), model_);
+}
+
+TEST_F(CaptureCliTest, PausedConsumerLosesFramesAndTheTraceSaysSo) {
+  start_capture("64K");  // the smallest ring: a few frames fill it
+  kill(capture_, SIGSTOP);
+  std::mt19937_64 rng(4);
+  int dropped = 0;
+  for (int i = 0; i < 200; ++i) dropped += produce_random(rng, 8000) ? 0 : 1;
+  ASSERT_GT(dropped, 0) << "a paused consumer with a 64 KiB ring must make the producer drop";
+  kill(capture_, SIGCONT);
+  // Once the consumer has drained, the next frame that fits carries the Lost
+  // record. (Requests keep being dropped, and counted, until then.)
+  int accepted = 0;
+  for (int i = 0; i < 100000 && accepted < 5; ++i) {
+    if (produce_random(rng, 8000)) {
+      ++accepted;
+    } else {
+      ++dropped;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  ASSERT_EQ(accepted, 5) << "the resumed consumer never made room";
+  dsvmi_ring_producer_stats ps;
+  dsvmi_ring_producer_get_stats(producer_, &ps);
+  EXPECT_EQ(ps.dropped_frames, static_cast<uint64_t>(dropped));
+  ASSERT_EQ(stop_capture(), 0) << slurp(dir_ / "capture.log");
+  const std::string log = slurp(dir_ / "capture.log");
+  EXPECT_NE(log.find("WARNING: producer lost"), std::string::npos) << log;
+  EXPECT_NE(log.find("producer_dropped_frames=" + std::to_string(dropped) + " "), std::string::npos) << log;
+  EXPECT_EQ(log.find("lost_records=0 "), std::string::npos) << log;
+
+  // Replay refuses a lossy trace unless told, and says why.
+  EXPECT_EQ(run({"replay", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "r1.log"), 1);
+  const std::string r1 = slurp(dir_ / "r1.log");
+  EXPECT_NE(r1.find("LOST " + std::to_string(dropped) + " frames"), std::string::npos) << r1;
+  EXPECT_NE(r1.find("cannot be a faithful copy"), std::string::npos) << r1;
+  EXPECT_EQ(run({"replay", "--allow-lost", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()},
+                dir_ / "r2.log"),
+            0)
+      << slurp(dir_ / "r2.log");
+}
+
+TEST_F(CaptureCliTest, TruncatedTraceIsReportedNotReplayedSilently) {
+  start_capture("1M");
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(produce_random(rng));
+  ASSERT_EQ(stop_capture(), 0);
+  const auto size = fs::file_size(dir_ / "t.trace");
+  fs::resize_file(dir_ / "t.trace", size - 5);
+  EXPECT_EQ(run({"replay", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "r.log"), 1);
+  const std::string r = slurp(dir_ / "r.log");
+  EXPECT_NE(r.find("truncated"), std::string::npos) << r;
+  EXPECT_NE(r.find("49 frames before it were applied"), std::string::npos) << r;
+}
+
+TEST_F(CaptureCliTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(run({"capture", "--ring", "x"}, dir_ / "u.log"), 2);
+  EXPECT_EQ(run({"replay", "only-one-arg"}, dir_ / "u.log"), 2);
+  EXPECT_EQ(run({"replay", "--discard", "maybe", "a", "b"}, dir_ / "u.log"), 2);
+}
+
+}  // namespace
