@@ -10,6 +10,9 @@ using CommandFn = int (*)(int argc, char** argv);
 
 int cmd_capture(int argc, char** argv);
 int cmd_replay(int argc, char** argv);
+int cmd_gate_create(int argc, char** argv);
+int cmd_gate_set(int argc, char** argv);
+int cmd_gate_stat(int argc, char** argv);
 int cmd_version(int argc, char** argv);
 
 }  // namespace dsvmi::cli

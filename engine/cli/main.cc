@@ -15,6 +15,9 @@ struct Command {
 // One row per subcommand; keep sorted by name.
 constexpr Command kCommands[] = {
     {"capture", dsvmi::cli::cmd_capture, "drain a ring into a trace file while a guest runs"},
+    {"gate-create", dsvmi::cli::cmd_gate_create, "create a drop-data gate file for QEMU's dsvmi filter"},
+    {"gate-set", dsvmi::cli::cmd_gate_set, "change a gate's mode/ranges and publish a generation"},
+    {"gate-stat", dsvmi::cli::cmd_gate_stat, "show a gate's published generation and reader counters"},
     {"replay", dsvmi::cli::cmd_replay, "apply a capture trace to a raw disk image"},
     {"version", dsvmi::cli::cmd_version, "print the dsvmi version and the ABI versions it speaks"},
 };
