@@ -177,6 +177,8 @@ size_t RingConsumer::Dequeue(FrameView* out, size_t max) {
         std::snprintf(buf, sizeof buf, "producer index %" PRIu64 " out of range [%" PRIu64 ", %" PRIu64 "]; ignoring it",
                       prod, m.read, m.cons + cap);
         Fail(buf);
+        // Restore our own index too, in case it was scribbled on (self-healing).
+        Publish();
         break;
       }
       m.cached_prod = prod;

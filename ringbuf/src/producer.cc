@@ -103,6 +103,9 @@ bool RingProducer::Reserve(uint64_t record_len) {
   if (prod_ - cons > geo_.capacity) {
     stats_.bad_consumer_index++;
     hdr_->producer.bad_consumer_index.store(stats_.bad_consumer_index, std::memory_order_relaxed);
+    // If our own index was scribbled on too, restore it so that a consumer
+    // that republishes a sane index can find us again (self-healing).
+    hdr_->producer.prod_index.store(prod_, std::memory_order_release);
     return false;
   }
   cached_cons_ = cons;
