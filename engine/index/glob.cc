@@ -16,8 +16,8 @@ Status Glob::compile(std::string_view p, Glob* out) {
       } else {
         g.tokens_.push_back({Op::DoubleStar, 0, false, {}});
         i += 2;
+        while (i < p.size() && p[i] == '*') ++i;  // "***" is "**"
       }
-      while (i < p.size() && p[i] == '*') ++i;  // "***" is "**"
     } else if (c == '*') {
       g.tokens_.push_back({Op::Star, 0, false, {}});
       ++i;

@@ -188,7 +188,9 @@ static Status entry_range(const fb::Filesystem* fs, uint64_t dir, EntryRange* ou
 }
 
 static Status entry_at(const fb::Filesystem* fs, size_t k, DirEntry* out) {
-  const auto& e = structs(fs->entries())[k];
+  auto entries = structs(fs->entries());
+  if (k >= entries.size) return Status::error(damaged("directory entry " + std::to_string(k) + " out of range"));
+  const auto& e = entries[k];
   bool ok = true;
   auto name = pool_slice(scalars(fs->names()), e.name_offset(), e.name_length(), &ok);
   if (!ok) return Status::error(damaged("name of directory entry " + std::to_string(k)));
@@ -278,6 +280,7 @@ Status FsIndex::links(uint64_t ino, std::vector<Link>* out) const {
   out->clear();
   for (size_t k = lo; k < by_child.size && child_at(k) == ino; ++k) {
     const uint32_t e = by_child[k];
+    if (e >= entries.size) return Status::error(damaged("entry order"));
     // The parent is the directory whose entry range holds e.
     size_t dlo = 0, dhi = dirs.size;
     while (dlo < dhi) {
