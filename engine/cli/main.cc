@@ -19,6 +19,8 @@ constexpr Command kCommands[] = {
     {"gate-set", dsvmi::cli::cmd_gate_set, "change a gate's mode/ranges and publish a generation"},
     {"gate-stat", dsvmi::cli::cmd_gate_stat, "show a gate's published generation and reader counters"},
     {"replay", dsvmi::cli::cmd_replay, "apply a capture trace to a raw disk image"},
+    {"ring-create", dsvmi::cli::cmd_ring_create, "create a shared-memory write ring for QEMU's dsvmi filter"},
+    {"ring-stat", dsvmi::cli::cmd_ring_stat, "show a ring's geometry, indices, counters and lost range"},
     {"version", dsvmi::cli::cmd_version, "print the dsvmi version and the ABI versions it speaks"},
 };
 
