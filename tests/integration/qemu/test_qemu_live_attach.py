@@ -70,6 +70,13 @@ class Vm:
         self.qmp.execute("qom-set", path="/machine/peripheral/disk0",
                          property="drive", value="dsvmi0")
 
+    def reopen(self, ring, gate=None):
+        opts = {"driver": "dsvmi", "node-name": "dsvmi0", "file": "disk-fmt",
+                "ring": str(ring), "discard": "unmap"}
+        if gate:
+            opts["gate"] = str(gate)
+        self.qmp.execute("blockdev-reopen", options=[opts])
+
     def detach(self):
         self.qmp.execute("qom-set", path="/machine/peripheral/disk0",
                          property="drive", value="disk-fmt")
@@ -116,9 +123,11 @@ def check_ring(got, sync, aio, what):
 def run(env):
     img = env.work / "disk.img"
     qt.make_image(img, IMG_SIZE, seed=4)
-    ring1, ring2 = env.work / "r1.ring", env.work / "r2.ring"
-    env.ring_create(ring1, 16 * MiB)
-    env.ring_create(ring2, 16 * MiB)
+    ring1, ring2, ring3 = (env.work / f"r{i}.ring" for i in (1, 2, 3))
+    for r in (ring1, ring2, ring3):
+        env.ring_create(r, 16 * MiB)
+    gate = env.work / "drop.gate"
+    env.gate_create(gate, IMG_SIZE, 4096, "drop-all")
     vm = Vm(env, img)
     try:
         vm.burst(0, 8, aio=False)
@@ -127,10 +136,28 @@ def run(env):
         check_eq(vm.root(), "dsvmi0", "root of disk0 after attach")
         sync = vm.burst(2 * MiB, 16, aio=False)
         aio = vm.burst(3 * MiB, 16, aio=True)
+
+        # Mode changes without detaching: blockdev-reopen with a drop-all
+        # gate (nothing reaches ring1), then with another ring (ring3 gets
+        # the frames), and a reopen naming a missing gate fails cleanly and
+        # leaves the node as it was.
+        vm.reopen(ring1, gate=gate)
+        vm.burst(9 * MiB, 8, aio=True)
+        check_eq(env.gate_stat(gate)["writes_dropped"], 8, "drop-all gate after reopen")
+        vm.reopen(ring3)
+        moved = vm.burst(10 * MiB, 8, aio=False)
+        try:
+            vm.reopen(ring3, gate=env.work / "no-such-gate")
+            raise qt.TestFailure("reopen with a missing gate succeeded")
+        except qmp_mod.QMPError as e:
+            check("cannot map gate" in e.desc, f"unclear reopen error: {e.desc}")
+        moved += vm.burst(11 * MiB, 8, aio=False)
+
         vm.detach()
         check_eq(vm.root(), "disk-fmt", "root of disk0 after detach")
         vm.burst(4 * MiB, 8, aio=True)
         check_ring(ring_writes(env, ring1, "round 1"), sync, aio, "round 1")
+        check_ring(ring_writes(env, ring3, "reopened"), moved, [], "reopened ring")
 
         # Round 2: a consumer drains, then dies before the detach.
         drain = env.popen([env.ring_tool, "ring-drain", str(ring2)],
