@@ -113,8 +113,8 @@ std::unique_ptr<RingConsumer> RingConsumer::Open(const std::string& path, bool c
   c->path_ = path;
   Impl& m = *c->impl_;
   ConsumerLine& cl = m.hdr->consumer;
-  cl.consumer_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
-  cl.consumer_sleeping.store(0, std::memory_order_relaxed);
+  m.hdr->doorbell.consumer_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+  m.hdr->doorbell.consumer_sleeping.store(0, std::memory_order_relaxed);
   // Restart: continue at the shared consumer index and the previous
   // consumer's counters, if they make sense against the producer index.
   m.cons = cl.cons_index.load(std::memory_order_relaxed);
@@ -274,7 +274,7 @@ bool RingConsumer::Wait(int64_t timeout_ns) {
     if (has_data()) return true;
     __builtin_ia32_pause();
   }
-  auto& word = m.hdr->consumer.consumer_sleeping;
+  auto& word = m.hdr->doorbell.consumer_sleeping;
   word.store(1, std::memory_order_relaxed);
   // See RingProducer::RingDoorbell for the other half of this handshake.
   std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -57,8 +57,8 @@ bool InspectRing(const std::string& path, RingSnapshot* out, std::string* err) {
     out->dropped_bytes = p.dropped_bytes.load(std::memory_order_relaxed);
     out->lost_records = p.lost_records.load(std::memory_order_relaxed);
     out->bad_consumer_index = p.bad_consumer_index.load(std::memory_order_relaxed);
-    out->consumer_pid = c.consumer_pid.load(std::memory_order_relaxed);
-    out->consumer_sleeping = c.consumer_sleeping.load(std::memory_order_relaxed);
+    out->consumer_pid = hdr->doorbell.consumer_pid.load(std::memory_order_relaxed);
+    out->consumer_sleeping = hdr->doorbell.consumer_sleeping.load(std::memory_order_relaxed);
     out->delivered_frames = c.delivered_frames.load(std::memory_order_relaxed);
     out->delivered_bytes = c.delivered_bytes.load(std::memory_order_relaxed);
     out->lost_records_seen = c.lost_records_seen.load(std::memory_order_relaxed);

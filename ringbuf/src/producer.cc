@@ -144,7 +144,7 @@ void RingProducer::RingDoorbell() {
   // prod_index. The two seq_cst fences guarantee at least one side sees the
   // other's store, so the consumer never sleeps on a non-empty ring.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  auto& word = hdr_->consumer.consumer_sleeping;
+  auto& word = hdr_->doorbell.consumer_sleeping;
   if (word.load(std::memory_order_relaxed) != 0 && word.exchange(0, std::memory_order_relaxed) != 0) {
     FutexWakeAll(&word);
   }

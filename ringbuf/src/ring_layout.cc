@@ -82,7 +82,7 @@ uint8_t* MapTwice(int fd, uint64_t offset, uint64_t capacity, std::string* err) 
   }
   auto* b = static_cast<uint8_t*>(base);
   for (int i = 0; i < 2; i++) {
-    void* m = mmap(b + i * capacity, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+    void* m = mmap(b + i * capacity, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd,
                    static_cast<off_t>(offset));
     if (m == MAP_FAILED) {
       *err = std::string("mmap data area: ") + std::strerror(errno);

@@ -62,8 +62,6 @@ struct alignas(128) ProducerLine {
 // prefetch pulls pairs of 64-byte lines).
 struct alignas(128) ConsumerLine {
   A64 cons_index;        // store-release after the consumer is done with records
-  A32 consumer_sleeping; // futex word: 1 = consumer is (about to be) asleep
-  A32 consumer_pid;
   A64 delivered_frames;  // data frames handed to the engine
   A64 delivered_bytes;   // sum of their `length`
   A64 lost_records_seen;
@@ -71,6 +69,14 @@ struct alignas(128) ConsumerLine {
   A64 invalid_records;   // records that failed validation (skipped)
   A64 invalid_bytes;     // ring bytes skipped because of them
   A64 bad_producer_index;
+};
+
+// The doorbell word on a line of its own: the producer reads it after every
+// frame, so it must not share a line with anything the consumer writes often
+// (cons_index); it only changes when the consumer goes to sleep or wakes.
+struct alignas(128) DoorbellLine {
+  A32 consumer_sleeping;  // futex word: 1 = consumer is (about to be) asleep
+  A32 consumer_pid;
 };
 
 // The producer's not-yet-reported lost range, for a consumer that wants it
@@ -89,6 +95,7 @@ struct Header {
   Geometry geometry;
   ProducerLine producer;
   ConsumerLine consumer;
+  DoorbellLine doorbell;
   LostMirror lost;
 };
 static_assert(sizeof(Header) <= kHeaderBytes);

@@ -187,10 +187,10 @@ TEST(HostileConsumer, GeometryAndCounterScribblesAfterOpenChangeNothing) {
   h->geometry.magic = 0;
   h->producer.dropped_frames.store(999);
   h->lost.generation.store(1);  // "being written" forever
-  h->consumer.consumer_sleeping.store(1);
+  h->doorbell.consumer_sleeping.store(1);
   for (int i = 0; i < 100; i++) {
     ASSERT_TRUE(f.Write(i));
-    h->consumer.consumer_sleeping.store(1);  // doorbell spam: costs a syscall, nothing else
+    h->doorbell.consumer_sleeping.store(1);  // doorbell spam: costs a syscall, nothing else
     ASSERT_EQ(f.DrainAll().size(), 1u);
   }
   auto st = f.c->stats();
