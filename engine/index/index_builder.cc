@@ -411,6 +411,12 @@ Status IndexBuilder::write(const std::string& path, size_t* bytes_written) {
   std::vector<uint8_t> buf;
   Status s = finish(&buf);
   if (!s) return s;
+  if (!(s = write_index_file(path, buf))) return s;
+  if (bytes_written) *bytes_written = buf.size();
+  return Status::ok();
+}
+
+Status write_index_file(const std::string& path, const std::vector<uint8_t>& buf) {
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::error(tmp + ": " + std::strerror(errno));
@@ -431,7 +437,6 @@ Status IndexBuilder::write(const std::string& path, size_t* bytes_written) {
     ::unlink(tmp.c_str());
     return Status::error(err);
   }
-  if (bytes_written) *bytes_written = buf.size();
   return Status::ok();
 }
 

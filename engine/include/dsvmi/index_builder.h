@@ -43,12 +43,16 @@ class IndexBuilder : public CrawlSink {
   // Serializes everything seen so far. Errors: limits of the format (block or
   // inode numbers above 2^32, an index above 2 GiB).
   Status finish(std::vector<uint8_t>* out);
-  // finish() then write to `path` (via a temporary file and rename).
+  // finish() then write_index_file().
   Status write(const std::string& path, size_t* bytes_written);
 
  private:
   struct State;
   std::unique_ptr<State> state_;
 };
+
+// Writes index bytes to `path` via a temporary file and rename, so a reader
+// never maps a half-written index.
+Status write_index_file(const std::string& path, const std::vector<uint8_t>& bytes);
 
 }  // namespace dsvmi
