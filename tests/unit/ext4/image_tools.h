@@ -1,0 +1,86 @@
+// Test support for crawler tests: run the oracles (mkfs, debugfs, dumpe2fs,
+// sfdisk, sgdisk) and record what a crawler reports.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dsvmi/crawl_sink.h"
+
+namespace dsvmi::testing {
+
+// Runs a shell command; returns its stdout. *exit_code gets the status.
+inline std::string run(const std::string& command, int* exit_code = nullptr) {
+  std::string out;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) {
+    if (exit_code) *exit_code = -1;
+    return out;
+  }
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int rc = pclose(p);
+  if (exit_code) *exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return out;
+}
+
+inline std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') q += "'\\''"; else q += c;
+  }
+  return q + "'";
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/dsvmi-crawl-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct RecordedRun {
+  BlockKind kind;
+  uint64_t first, count, owner;
+};
+
+class RecordingSink : public CrawlSink {
+ public:
+  void begin_filesystem(const FilesystemInfo& fs) override { info = fs; begins++; }
+  void inode(const Inode& n) override {
+    if (!inodes.emplace(n.ino, n).second) duplicate_inodes++;
+  }
+  void dir_entry(uint64_t dir, const DirEntry& e) override { entries.push_back({dir, e}); }
+  void blocks(BlockKind kind, uint64_t first, uint64_t count, uint64_t owner, uint64_t) override {
+    runs.push_back({kind, first, count, owner});
+  }
+  void problem(const CrawlProblem& p) override { problems.push_back(p); }
+  void end_filesystem() override { ends++; }
+
+  std::string problems_text() const {
+    std::string s;
+    for (const CrawlProblem& p : problems) s += p.what + "\n";
+    return s;
+  }
+
+  FilesystemInfo info;
+  int begins = 0, ends = 0, duplicate_inodes = 0;
+  std::map<uint64_t, Inode> inodes;
+  std::vector<std::pair<uint64_t, DirEntry>> entries;
+  std::vector<RecordedRun> runs;
+  std::vector<CrawlProblem> problems;
+};
+
+}  // namespace dsvmi::testing
