@@ -108,7 +108,7 @@ class StressChecker {
       want_.resize(m.length);
       ModelPayload(v.seq, want_.data(), want_.size());
       ASSERT_EQ(v.payload_len, m.length);
-      ASSERT_EQ(0, std::memcmp(v.payload, want_.data(), want_.size())) << "payload of seq " << v.seq;
+      ASSERT_EQ(0, BytesDiffer(v.payload, want_.data(), want_.size())) << "payload of seq " << v.seq;
       if (m.length > 1024 * 1024) large_++;
     }
     delivered_++;

@@ -65,7 +65,7 @@ void ExpectModelFrame(const FrameView& v, uint64_t max_large) {
     std::vector<uint8_t> want(m.length);
     ModelPayload(v.seq, want.data(), want.size());
     ASSERT_EQ(v.payload_len, m.length);
-    ASSERT_EQ(0, std::memcmp(v.payload, want.data(), want.size())) << "payload of seq " << v.seq;
+    ASSERT_EQ(0, test::BytesDiffer(v.payload, want.data(), want.size())) << "payload of seq " << v.seq;
   } else {
     ASSERT_EQ(v.payload_len, 0u);
   }
@@ -112,7 +112,7 @@ TEST(FrameBuilder, RegionBoundIsEnoughAndNothingOutsideIsWritten) {
       EXPECT_EQ(static_cast<int>(v.kind), kind);
       if (write) {
         ASSERT_EQ(v.payload_len, n);
-        EXPECT_EQ(0, std::memcmp(v.payload, payload.data(), n));
+        EXPECT_EQ(0, test::BytesDiffer(v.payload, payload.data(), n));
       }
     }
   }
@@ -165,7 +165,7 @@ TEST(Ring, FramesStraddlingTheWrapAreContiguous) {
     ASSERT_EQ(c->Dequeue(&v, 1), 1u);
     ASSERT_EQ(v.seq, seq);
     ASSERT_EQ(v.payload_len, n);
-    ASSERT_EQ(0, std::memcmp(v.payload, payload.data(), n)) << "seq " << seq;
+    ASSERT_EQ(0, test::BytesDiffer(v.payload, payload.data(), n)) << "seq " << seq;
     const uint64_t start = v.ring_end - (v.frame + v.frame_len - v.payload) - n;  // payload start index
     if ((start & (kCap - 1)) + n > kCap) straddled++;
     ASSERT_TRUE(c->Release(v));

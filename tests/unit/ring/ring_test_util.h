@@ -26,6 +26,9 @@ inline uint64_t SplitMix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// memcmp that accepts empty (possibly null) ranges; 0 when equal.
+inline int BytesDiffer(const uint8_t* a, const uint8_t* b, size_t n) { return n ? std::memcmp(a, b, n) : 0; }
+
 // A ring file in /dev/shm that is removed when the test ends.
 class TempRingPath {
  public:
