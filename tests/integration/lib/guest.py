@@ -246,7 +246,7 @@ class Guest:
     DEVICE_ID = "vdisk0"
 
     def __init__(self, env, workdir, workload, chain, memory_mib=512, extra_append="",
-                 extra_args=()):
+                 extra_args=(), control=False):
         self.env = env
         self.workdir = Path(workdir)
         self.workload = workload
@@ -257,8 +257,11 @@ class Guest:
         self.console_path = self.workdir / "console.log"
         self.qmp_path = self.workdir / "qmp.sock"
         self.stderr_path = self.workdir / "qemu.stderr"
+        self.control = control
+        self.control_path = self.workdir / "control.sock"
         self.proc = None
         self._qmp = None
+        self._control_sock = None
 
     def command(self):
         initrd = make_initrd(self.env.guest_dir, self.workload, self.workdir / "initrd-workload.gz")
@@ -275,11 +278,38 @@ class Guest:
                 "-append", append,
                 *self.chain.qemu_args(),
                 "-device", f"virtio-blk-pci,id={self.DEVICE_ID},drive={self.chain.top}",
+                *self.control_args(),
                 *self.extra_args]
+
+    def control_args(self):
+        """With control=True the guest gets a second serial port, /dev/ttyS1,
+        wired to a unix socket: send_control() writes a line the workload can
+        `read -r line < /dev/ttyS1` (e.g. to wait for the host's go-ahead)."""
+        if not self.control:
+            return []
+        return ["-chardev", f"socket,id=control,path={self.control_path},server=on,wait=off",
+                "-device", "isa-serial,chardev=control"]
+
+    def send_control(self, line, timeout=30.0):
+        import socket
+        if self._control_sock is None:
+            deadline = time.monotonic() + timeout
+            while True:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(str(self.control_path))
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    s.close()
+                    if time.monotonic() > deadline:
+                        raise self._error("control socket never appeared")
+                    time.sleep(0.05)
+            self._control_sock = s
+        self._control_sock.sendall(line.encode() + b"\n")
 
     def start(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for p in (self.console_path, self.qmp_path):
+        for p in (self.console_path, self.qmp_path, self.control_path):
             if p.exists():
                 p.unlink()
         cmd = self.command()
@@ -305,13 +335,21 @@ class Guest:
     def wait_for_console(self, text, timeout):
         """Waits until `text` appears on the console (e.g. a marker the
         workload prints); raises GuestError if QEMU exits or time runs out."""
+        self.wait_until(lambda console: text in console, f"'{text}'", timeout)
+
+    def wait_until(self, predicate, what, timeout):
+        """Waits until predicate(console text) is true; returns its value.
+        Raises GuestError if QEMU exits first or after `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while text not in self.console():
+        while True:
+            value = predicate(self.console())
+            if value:
+                return value
             if self.proc.poll() is not None:
-                raise self._error(f"QEMU exited ({self.proc.returncode}) before '{text}'")
+                raise self._error(f"QEMU exited ({self.proc.returncode}) before {what}")
             if time.monotonic() >= deadline:
-                raise self._error(f"'{text}' not on the console within {timeout} s")
-            time.sleep(0.1)
+                raise self._error(f"{what} not seen within {timeout} s")
+            time.sleep(0.05)
 
     def wait(self, timeout=180.0):
         """Waits for the guest to power off; returns the console text. Raises
@@ -340,6 +378,9 @@ class Guest:
         self._close()
 
     def _close(self):
+        if self._control_sock is not None:
+            self._control_sock.close()
+            self._control_sock = None
         if self._qmp is not None:
             self._qmp.close()
             self._qmp = None
