@@ -58,7 +58,7 @@ struct dsvmi_gate_slot_desc {
     uint64_t capacity;    /* bytes reserved for the buffer */
     uint64_t size;        /* frozen-serialized length */
     uint64_t checksum;    /* dsvmi_gate_checksum(buffer, size) */
-    uint64_t cardinality; /* set grains (informational) */
+    uint64_t cardinality; /* reserved (0): gate-stat counts the grains itself */
     uint32_t mode;        /* enum dsvmi_gate_mode */
     uint32_t containers;  /* CRoaring containers (informational) */
     uint64_t reserved;

@@ -218,11 +218,21 @@ bool Gate::grain_is_set(uint64_t grain) const {
 
 uint64_t Gate::set_grain_count() const { return roaring_bitmap_get_cardinality(bitmap_); }
 
-Status Gate::publish() {
-  // run_optimize bounds every container by 8 KiB, which is what the slot
-  // capacity assumes (gate_layout.h).
+void Gate::optimize() {
   roaring_bitmap_run_optimize(bitmap_);
+  roaring_bitmap_shrink_to_fit(bitmap_);
+}
+
+Status Gate::publish() {
+  // The slot capacity assumes every container is at most 8 KiB, which
+  // run_optimize guarantees (gate_layout.h). It costs about as much as the
+  // serialization itself, so it runs only when the bitmap outgrew the slot
+  // (run containers split by many clears) or when asked (optimize()).
   size_t size = roaring_bitmap_frozen_size_in_bytes(bitmap_);
+  if (size > slot_capacity_) {
+    roaring_bitmap_run_optimize(bitmap_);
+    size = roaring_bitmap_frozen_size_in_bytes(bitmap_);
+  }
   if (size > slot_capacity_) {
     return Status::error("gate: bitmap of " + std::to_string(size) +
                          " bytes exceeds the slot capacity " + std::to_string(slot_capacity_));
@@ -247,7 +257,7 @@ Status Gate::publish() {
   desc.size = size;
   desc.mode = static_cast<uint32_t>(mode_);
   desc.checksum = dsvmi_gate_slot_checksum(buf, size, generation, desc.mode);
-  desc.cardinality = roaring_bitmap_get_cardinality(bitmap_);
+  desc.cardinality = 0;  // gate-stat counts the validated copy instead
   desc.containers = static_cast<uint32_t>(bitmap_->high_low_container.size);
   std::memcpy(&h->slots[target], &desc, sizeof(desc));
   __atomic_store_n(&h->published, generation << DSVMI_GATE_SLOT_BITS | target, __ATOMIC_SEQ_CST);

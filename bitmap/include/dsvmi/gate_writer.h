@@ -84,6 +84,10 @@ class Gate {
   // a slot neither published nor named by the reader, then flips the
   // published word. Cost grows with the serialized size (bench_gate).
   Status publish();
+  // Converts every container to its smallest form (run/array/bitset): smaller
+  // buffers, cheaper publishes and adoptions. Worth calling after bulk
+  // changes (e.g. a crawl), not before every publish.
+  void optimize();
   uint64_t generation() const { return generation_; }
   uint64_t published_bytes() const { return published_bytes_; }
 
