@@ -44,6 +44,11 @@ Status read_fs_identity(DiskReader& disk, const std::string& type, uint64_t part
   out->write_time = int64_t(le32(&sb[0x30])) | int64_t(uint8_t(sb[0x274])) << 32;
   out->mount_time = int64_t(le32(&sb[0x2C])) | int64_t(uint8_t(sb[0x275])) << 32;
   out->kbytes_written = le64(&sb[0x178]);
+  out->free_blocks = le32(&sb[0x0C]);
+  if (incompat & 0x80) out->free_blocks |= uint64_t(le32(&sb[0x158])) << 32;
+  out->free_inodes = le32(&sb[0x10]);
+  const uint32_t ro_compat = le32(&sb[0x64]);
+  out->checksum = (ro_compat & 0x400) ? le32(&sb[0x3FC]) : 0;  // RO_COMPAT_METADATA_CSUM
   return Status::ok();
 }
 

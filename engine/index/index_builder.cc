@@ -338,7 +338,8 @@ void IndexBuilder::State::finish_fs() {
     if (read_fs_identity(*disk, f.info.type, f.info.partition_offset, &on_disk)) id = on_disk;
   }
   auto identity = fb::CreateIdentity(b, b.CreateString(id.uuid), id.block_count, id.inode_count,
-                                     id.write_time, id.mount_time, id.kbytes_written);
+                                     id.write_time, id.mount_time, id.kbytes_written, id.free_blocks,
+                                     id.free_inodes, id.checksum);
 
   auto v_inodes = b.CreateVectorOfStructs(inodes);
   auto v_extents = b.CreateVectorOfStructs(extents);

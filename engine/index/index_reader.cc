@@ -459,9 +459,11 @@ Status FsIndex::check_against(DiskReader& disk) const {
     return Status::error("stale index: " + where + " was resized since the crawl (" +
                          std::to_string(id->block_count()) + " -> " + std::to_string(now.block_count) + " blocks)");
   if (now.write_time != id->write_time() || now.mount_time != id->mount_time() ||
-      now.kbytes_written != id->kbytes_written())
-    return Status::error("stale index: " + where + " was mounted or written since the crawl (superblock write time " +
-                         std::to_string(id->write_time()) + " -> " + std::to_string(now.write_time) + ")");
+      now.kbytes_written != id->kbytes_written() || now.free_blocks != id->free_blocks() ||
+      now.free_inodes != id->free_inodes() || now.checksum != id->checksum())
+    return Status::error("stale index: " + where + " was mounted or written since the crawl (superblock: write time " +
+                         std::to_string(id->write_time()) + " -> " + std::to_string(now.write_time) + ", free blocks " +
+                         std::to_string(id->free_blocks()) + " -> " + std::to_string(now.free_blocks) + ")");
   return Status::ok();
 }
 

@@ -17,6 +17,9 @@ struct FsIdentity {
   int64_t write_time = 0;      // ext: s_wtime
   int64_t mount_time = 0;      // ext: s_mtime
   uint64_t kbytes_written = 0; // ext: s_kbytes_written
+  uint64_t free_blocks = 0;    // ext: s_free_blocks_count
+  uint64_t free_inodes = 0;    // ext: s_free_inodes_count
+  uint32_t checksum = 0;       // ext: s_checksum with metadata_csum
 };
 
 // Reads the identity of the file system of `type` ("ext2/3/4") starting at
