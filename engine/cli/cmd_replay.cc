@@ -72,7 +72,7 @@ int cmd_replay(int argc, char** argv) {
   }
   auto replayer = ImageReplayer::open(paths[1], options, &err);
   if (!replayer) {
-    std::fprintf(stderr, "dsvmi replay: %s\n", err.message().c_str());
+    std::fprintf(stderr, "dsvmi %s\n", err.message().c_str());
     return 1;
   }
   replayer->set_loss_reporter(print_loss, nullptr);
@@ -82,7 +82,7 @@ int cmd_replay(int argc, char** argv) {
   int rc = 0;
   while ((next = reader->next(&frame, &err)) == TraceReader::Next::kFrame) {
     if (Status s = replayer->apply(frame); !s) {
-      std::fprintf(stderr, "dsvmi replay: %s (%s)\n", s.message().c_str(), paths[0].c_str());
+      std::fprintf(stderr, "dsvmi %s (%s)\n", s.message().c_str(), paths[0].c_str());
       rc = 1;
       break;
     }
@@ -93,7 +93,7 @@ int cmd_replay(int argc, char** argv) {
     rc = 1;
   }
   if (Status s = replayer->finish(); !s) {
-    std::fprintf(stderr, "dsvmi replay: %s\n", s.message().c_str());
+    std::fprintf(stderr, "dsvmi %s\n", s.message().c_str());
     rc = 1;
   }
   const ReplayStats& st = replayer->stats();
