@@ -3,6 +3,7 @@
  * the publication protocol and why a writer never stores into a buffer this
  * reader is viewing.
  */
+#define _GNU_SOURCE /* F_OFD_SETLK */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -32,6 +33,7 @@ struct dsvmi_gate_reader {
     uint8_t *base;
     size_t map_len;
     bool owns_mapping;
+    int fd; /* holds the one-reader lock; -1 when attached to memory */
     struct dsvmi_gate_header *hdr;
     struct dsvmi_gate_geometry geo;
 
@@ -201,6 +203,8 @@ bool dsvmi_gate_check_desc(const struct dsvmi_gate_geometry *g, uint32_t slot,
     return true;
 }
 
+static void dsvmi_gate_reader_free(dsvmi_gate_reader_t *r);
+
 static dsvmi_gate_reader_t *reader_new(uint8_t *base, size_t len,
                                        bool owns_mapping, char *err,
                                        size_t err_len)
@@ -227,6 +231,7 @@ static dsvmi_gate_reader_t *reader_new(uint8_t *base, size_t len,
     r->base = base;
     r->map_len = len;
     r->owns_mapping = owns_mapping;
+    r->fd = -1;
     r->hdr = (struct dsvmi_gate_header *)base;
     r->geo = geo;
     return r;
@@ -254,15 +259,41 @@ API dsvmi_gate_reader_t *dsvmi_gate_reader_open(const char *path, char *err,
     }
     size_t len = (size_t)st.st_size;
     void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
     if (base == MAP_FAILED) {
         fail(err, err_len, "gate %s: mmap: %s", path, strerror(errno));
+        close(fd);
         return NULL;
     }
     dsvmi_gate_reader_t *r = reader_new(base, len, true, err, err_len);
     if (!r) {
         munmap(base, len);
+        close(fd);
+        return NULL;
     }
+    /* One reader per gate: reader_view protects a single slot, so a second
+     * reader could have its buffer rewritten under it. An open-file-
+     * description lock on the reader line says "taken"; the kernel drops it
+     * when this fd closes, even if QEMU dies. (The writer's flock is a
+     * different lock type and does not interact.) */
+    struct flock lk = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        .l_start = offsetof(struct dsvmi_gate_header, reader_view),
+        .l_len = 64,
+    };
+    if (fcntl(fd, F_OFD_SETLK, &lk) != 0) {
+        if (errno == EAGAIN || errno == EACCES) {
+            fail(err, err_len, "gate %s: already has a reader (one dsvmi "
+                 "filter per gate)", path);
+        } else {
+            fail(err, err_len, "gate %s: lock: %s", path, strerror(errno));
+        }
+        r->owns_mapping = true;
+        dsvmi_gate_reader_free(r);
+        close(fd);
+        return NULL;
+    }
+    r->fd = fd;
     return r;
 }
 
@@ -272,19 +303,29 @@ dsvmi_gate_reader_t *dsvmi_gate_reader_attach(void *base, size_t len, char *err,
     return reader_new(base, len, false, err, err_len);
 }
 
-API void dsvmi_gate_reader_close(dsvmi_gate_reader_t *r)
+/* Frees without touching the shared region (for a reader never published). */
+static void dsvmi_gate_reader_free(dsvmi_gate_reader_t *r)
 {
-    if (!r) {
-        return;
-    }
-    /* release every slot to the writer */
-    __atomic_store_n(&r->hdr->reader_view, DSVMI_GATE_VIEW_NONE, __ATOMIC_SEQ_CST);
     if (r->owns_mapping) {
         munmap(r->base, r->map_len);
     }
     free(r->table);
     free(r->scratch);
     free(r);
+}
+
+API void dsvmi_gate_reader_close(dsvmi_gate_reader_t *r)
+{
+    if (!r) {
+        return;
+    }
+    /* release every slot to the writer, then the one-reader lock */
+    __atomic_store_n(&r->hdr->reader_view, DSVMI_GATE_VIEW_NONE, __ATOMIC_SEQ_CST);
+    int fd = r->fd;
+    dsvmi_gate_reader_free(r);
+    if (fd >= 0) {
+        close(fd);
+    }
 }
 
 API const char *dsvmi_gate_reader_error(const dsvmi_gate_reader_t *r)

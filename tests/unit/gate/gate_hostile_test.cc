@@ -259,10 +259,27 @@ TEST_F(GateHostile, OpenRejectsBadHeaders) {
     EXPECT_NE(s.message().find(c.reason), std::string::npos) << s.message();
     std::memcpy(map_, saved.data(), saved.size());
   }
+  // restored: the header is fine again, the refusal is now the fixture's reader
   char err[256] = "";
   dsvmi_gate_reader_t* r = dsvmi_gate_reader_open(path_.c_str(), err, sizeof(err));
-  EXPECT_NE(r, nullptr) << err;
-  dsvmi_gate_reader_close(r);
+  EXPECT_EQ(r, nullptr);
+  EXPECT_NE(std::string(err).find("already has a reader"), std::string::npos) << err;
+}
+
+// reader_view protects one slot, so a gate has one reader at a time; the lock
+// goes with the reader's fd (also when QEMU dies).
+TEST_F(GateHostile, OneReaderAtATime) {
+  char err[256] = "";
+  EXPECT_EQ(dsvmi_gate_reader_open(path_.c_str(), err, sizeof(err)), nullptr);
+  EXPECT_NE(std::string(err).find("already has a reader"), std::string::npos) << err;
+  dsvmi_gate_reader_close(reader_);
+  reader_ = dsvmi_gate_reader_open(path_.c_str(), err, sizeof(err));
+  ASSERT_NE(reader_, nullptr) << err;
+  EXPECT_TRUE(dsvmi_gate_should_pass(reader_, kSetGrain << 12, 4096));
+  // the writer's flock does not block the reader, nor the reader a writer
+  std::unique_ptr<Gate> other;
+  Status s = Gate::open(path_.str(), &other);
+  EXPECT_NE(s.message().find("held by another writer"), std::string::npos) << s.message();
 }
 
 // The engine does not trust the reader's word either: whatever slot it names,
