@@ -35,7 +35,9 @@ typedef struct dsvmi_gate_reader dsvmi_gate_reader_t;
 
 /*
  * Maps the gate at `path` (created by the engine). On failure returns NULL and
- * writes a one-line reason into err (if err_len > 0).
+ * writes a one-line reason into err (if err_len > 0). A gate has one reader
+ * at a time: while a handle is open (in any process), opening the same gate
+ * again fails with "already has a reader".
  */
 dsvmi_gate_reader_t *dsvmi_gate_reader_open(const char *path, char *err,
                                             size_t err_len);
