@@ -270,15 +270,17 @@ bool RingConsumer::Wait(int64_t timeout_ns) {
   auto has_data = [&] {
     return m.hdr->producer.prod_index.load(std::memory_order_acquire) != m.read;
   };
+  auto has_data_sc = [&] {
+    return m.hdr->producer.prod_index.load(std::memory_order_seq_cst) != m.read;
+  };
   for (int i = 0; i < 2000; i++) {
     if (has_data()) return true;
     __builtin_ia32_pause();
   }
   auto& word = m.hdr->doorbell.consumer_sleeping;
-  word.store(1, std::memory_order_relaxed);
+  word.store(1, std::memory_order_seq_cst);
   // See RingProducer::RingDoorbell for the other half of this handshake.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!has_data()) FutexWait(&word, 1, timeout_ns);
+  if (!has_data_sc()) FutexWait(&word, 1, timeout_ns);
   word.store(0, std::memory_order_relaxed);
   return has_data();
 }
@@ -306,12 +308,11 @@ RingConsumerStats RingConsumer::stats() const {
   const LostMirror& lm = m.hdr->lost;
   for (int attempt = 0; attempt < 100 && !s.lost_mirror_consistent; attempt++) {
     const uint32_t g1 = lm.generation.load(std::memory_order_acquire);
-    s.lost_pending_frames = lm.pending_frames.load(std::memory_order_relaxed);
-    s.lost_pending_bytes = lm.pending_bytes.load(std::memory_order_relaxed);
-    s.lost_pending_first_seq = lm.first_lost_seq.load(std::memory_order_relaxed);
-    s.lost_pending_offset = lm.range_offset.load(std::memory_order_relaxed);
-    s.lost_pending_end = lm.range_end.load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
+    s.lost_pending_frames = lm.pending_frames.load(std::memory_order_acquire);
+    s.lost_pending_bytes = lm.pending_bytes.load(std::memory_order_acquire);
+    s.lost_pending_first_seq = lm.first_lost_seq.load(std::memory_order_acquire);
+    s.lost_pending_offset = lm.range_offset.load(std::memory_order_acquire);
+    s.lost_pending_end = lm.range_end.load(std::memory_order_acquire);
     const uint32_t g2 = lm.generation.load(std::memory_order_relaxed);
     s.lost_mirror_consistent = g1 == g2 && g1 % 2 == 0;
   }

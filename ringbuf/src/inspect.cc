@@ -69,13 +69,12 @@ bool InspectRing(const std::string& path, RingSnapshot* out, std::string* err) {
     const LostMirror& lm = hdr->lost;
     for (int attempt = 0; attempt < 100 && !out->lost_consistent; attempt++) {
       const uint32_t g1 = lm.generation.load(std::memory_order_acquire);
-      out->lost_pending_frames = lm.pending_frames.load(std::memory_order_relaxed);
-      out->lost_pending_bytes = lm.pending_bytes.load(std::memory_order_relaxed);
-      out->lost_first_seq = lm.first_lost_seq.load(std::memory_order_relaxed);
-      out->lost_offset = lm.range_offset.load(std::memory_order_relaxed);
-      out->lost_end = lm.range_end.load(std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_acquire);
-      out->lost_consistent = g1 == lm.generation.load(std::memory_order_relaxed) && g1 % 2 == 0;
+      out->lost_pending_frames = lm.pending_frames.load(std::memory_order_acquire);
+      out->lost_pending_bytes = lm.pending_bytes.load(std::memory_order_acquire);
+      out->lost_first_seq = lm.first_lost_seq.load(std::memory_order_acquire);
+      out->lost_offset = lm.range_offset.load(std::memory_order_acquire);
+      out->lost_end = lm.range_end.load(std::memory_order_acquire);
+        out->lost_consistent = g1 == lm.generation.load(std::memory_order_relaxed) && g1 % 2 == 0;
     }
   }
   munmap(h, kHeaderBytes);

@@ -131,9 +131,11 @@ bool RingProducer::Emit(uint64_t record_len, const FrameFields& f, bool with_pay
   RecordHeader rh{static_cast<uint32_t>(record_len), static_cast<uint32_t>(frame_len)};
   std::memcpy(slot, &rh, sizeof rh);
   prod_ += record_len;
-  // Release: the record bytes above become visible before the index that
-  // covers them (pairs with the consumer's acquire load of prod_index).
-  hdr_->producer.prod_index.store(prod_, std::memory_order_release);
+  // Release (here seq_cst, which includes it): the record bytes above become
+  // visible before the index that covers them (pairs with the consumer's
+  // acquire load). seq_cst also makes this store and RingDoorbell's load one
+  // half of the doorbell handshake.
+  hdr_->producer.prod_index.store(prod_, std::memory_order_seq_cst);
   RingDoorbell();
   return true;
 }
@@ -141,24 +143,25 @@ bool RingProducer::Emit(uint64_t record_len, const FrameFields& f, bool with_pay
 void RingProducer::RingDoorbell() {
   // Dekker-style handshake with Consumer::Wait: we store prod_index then load
   // consumer_sleeping; the consumer stores consumer_sleeping then loads
-  // prod_index. The two seq_cst fences guarantee at least one side sees the
-  // other's store, so the consumer never sleeps on a non-empty ring.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // prod_index, all four seq_cst: in their single total order at least one
+  // side sees the other's store, so the consumer never sleeps on a non-empty
+  // ring. (seq_cst operations rather than fences: TSan understands them.)
   auto& word = hdr_->doorbell.consumer_sleeping;
-  if (word.load(std::memory_order_relaxed) != 0 && word.exchange(0, std::memory_order_relaxed) != 0) {
+  if (word.load(std::memory_order_seq_cst) != 0 && word.exchange(0, std::memory_order_relaxed) != 0) {
     FutexWakeAll(&word);
   }
 }
 
 void RingProducer::PublishLostMirror() {
   LostMirror& m = hdr_->lost;
+  // Fence-free seqlock: release on every field store means a reader that
+  // sees any new field value also sees the odd generation stored before it.
   m.generation.store(++lost_generation_, std::memory_order_relaxed);  // odd: being written
-  std::atomic_thread_fence(std::memory_order_release);
-  m.pending_frames.store(lost_.frames, std::memory_order_relaxed);
-  m.pending_bytes.store(lost_.bytes, std::memory_order_relaxed);
-  m.first_lost_seq.store(lost_.first_seq, std::memory_order_relaxed);
-  m.range_offset.store(lost_.range_offset, std::memory_order_relaxed);
-  m.range_end.store(lost_.range_end, std::memory_order_relaxed);
+  m.pending_frames.store(lost_.frames, std::memory_order_release);
+  m.pending_bytes.store(lost_.bytes, std::memory_order_release);
+  m.first_lost_seq.store(lost_.first_seq, std::memory_order_release);
+  m.range_offset.store(lost_.range_offset, std::memory_order_release);
+  m.range_end.store(lost_.range_end, std::memory_order_release);
   m.generation.store(++lost_generation_, std::memory_order_release);  // even: stable
 }
 

@@ -42,7 +42,7 @@ TEST(RingStress, ForkedProducerEveryFrameBitExactAndAccounted) {
   bool child_done = false;
   int status = 0;
   for (;;) {
-    const uint64_t before = check.seen();
+    const uint64_t before = check.next_seq();
     size_t n = c->Dequeue(views.data(), views.size());
     for (size_t i = 0; i < n; i++) {
       check.OnFrame(views[i]);
@@ -54,7 +54,7 @@ TEST(RingStress, ForkedProducerEveryFrameBitExactAndAccounted) {
     }
     if (n) {
       c->ReleaseAll();
-      test::MaybeStall(*c, before, check.seen(), check.last_seq());
+      test::MaybeStall(*c, before, check.next_seq());
       continue;
     }
     if (child_done) break;  // drained after the producer exited
