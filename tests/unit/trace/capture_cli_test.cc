@@ -206,6 +206,49 @@ TEST_F(CaptureCliTest, TruncatedTraceIsReportedNotReplayedSilently) {
   EXPECT_NE(r.find("49 frames before it were applied"), std::string::npos) << r;
 }
 
+TEST_F(CaptureCliTest, FramesLimitStopsAfterExactlyNFrames) {
+  capture_ = spawn({"capture", "--ring", (dir_ / "ring").string(), "--out", (dir_ / "t.trace").string(),
+                    "--capacity", "1M", "--frames", "7"},
+                   dir_ / "capture.log");
+  for (int i = 0; i < 3000 && slurp(dir_ / "capture.log").find("ready") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  char err[256] = "";
+  producer_ = dsvmi_ring_producer_open((dir_ / "ring").c_str(), err, sizeof err);
+  ASSERT_NE(producer_, nullptr) << err;
+  std::mt19937_64 rng(6);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(produce_random(rng, 1000));
+  // It stops by itself (a hang would hit the ctest timeout, not pass).
+  const int rc = wait_exit(capture_);
+  capture_ = -1;
+  ASSERT_EQ(rc, 0) << slurp(dir_ / "capture.log");
+  EXPECT_NE(slurp(dir_ / "capture.log").find("capture-stats frames=7 "), std::string::npos)
+      << slurp(dir_ / "capture.log");
+  run({"replay", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "r.log");
+  EXPECT_NE(slurp(dir_ / "r.log").find("replay: 7 frames"), std::string::npos) << slurp(dir_ / "r.log");
+}
+
+TEST_F(CaptureCliTest, UntilIdleAttachesDrainsEverythingAndStopsByItself) {
+  // The ring exists and holds 20 frames before capture starts: capture must
+  // attach (not create), deliver all 20, go idle and exit on its own.
+  ASSERT_EQ(run({"ring-create", (dir_ / "ring").string(), "--size", "1M"}, dir_ / "create.log"), 0)
+      << slurp(dir_ / "create.log");
+  char err[256] = "";
+  producer_ = dsvmi_ring_producer_open((dir_ / "ring").c_str(), err, sizeof err);
+  ASSERT_NE(producer_, nullptr) << err;
+  std::mt19937_64 rng(8);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(produce_random(rng, 1000));
+  const int rc = run({"capture", "--ring", (dir_ / "ring").string(), "--out", (dir_ / "t.trace").string(),
+                      "--until-idle", "0.3"},
+                     dir_ / "capture.log");
+  const std::string log = slurp(dir_ / "capture.log");
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("(attached,"), std::string::npos) << log;
+  EXPECT_NE(log.find("capture-stats frames=20 "), std::string::npos) << log;
+  ASSERT_EQ(run({"replay", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "r.log"), 0)
+      << slurp(dir_ / "r.log");
+  ASSERT_EQ(image(dir_ / "disk.img"), model_);
+}
+
 TEST_F(CaptureCliTest, UsageErrorsExitTwo) {
   EXPECT_EQ(run({"capture", "--ring", "x"}, dir_ / "u.log"), 2);
   EXPECT_EQ(run({"replay", "only-one-arg"}, dir_ / "u.log"), 2);
