@@ -65,7 +65,11 @@ WORK=$(mktemp -d "$CACHE/guest-build.XXXXXX")
 chmod 755 "$WORK" # apt-get download hands the file to user _apt
 trap 'rm -rf "$WORK"' EXIT
 
-(cd "$WORK" && apt-get download -q "$KPKG=$KVER_PKG" >&2) || die "apt-get download $KPKG failed"
+APT_OPTS=()
+# As root, apt hands downloads to user _apt, who can't enter ~root: say so
+# once here instead of a warning on every build.
+[ "$(id -u)" -eq 0 ] && APT_OPTS=(-o APT::Sandbox::User=root)
+(cd "$WORK" && apt-get download -q "${APT_OPTS[@]}" "$KPKG=$KVER_PKG" >&2) || die "apt-get download $KPKG failed"
 dpkg-deb -x "$WORK"/"$KPKG"_*.deb "$WORK/kernel" || die "dpkg-deb -x failed"
 VMLINUZ=$(ls "$WORK"/kernel/boot/vmlinuz-* 2>/dev/null | head -1)
 [ -n "$VMLINUZ" ] || die "no boot/vmlinuz-* in $KPKG"
@@ -78,7 +82,7 @@ MODDIR="$WORK/kernel/lib/modules/$KREL"
 # dependencies come from each module's own .modinfo "depends=" string.
 # Modules built into this kernel (ext4 in the cloud flavour) are skipped.
 WANTED=(virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk
-  fat vfat msdos nls_cp437 nls_iso8859-1 nls_utf8)
+  fat vfat msdos nls_cp437 nls_iso8859-1 nls_utf8 nls_ascii)
 declare -A want_path=()
 add_module() { # $1: module name; adds its path and (recursively) its deps
   local name=$1 pattern path deps dep

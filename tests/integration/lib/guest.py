@@ -368,7 +368,8 @@ class Guest:
         if MARK_IO_ERROR in text:
             raise self._error("the guest kernel logged an I/O error")
         if MARK_OK not in text:
-            raise self._error("workload did not report " + MARK_OK)
+            fail = [l for l in text.splitlines() if l.startswith(MARK_FAIL)]
+            raise self._error(fail[-1] if fail else "workload did not report " + MARK_OK)
         return text
 
     def kill(self):
