@@ -6,6 +6,7 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "crc32c.h"
@@ -284,7 +285,12 @@ void Crawler::process_inode(uint64_t ino, const unsigned char* raw) {
     int64_t sec = static_cast<int32_t>(le32(raw + sec_off));
     uint32_t x = fits(extra_off) ? le32(raw + extra_off) : 0;
     sec += static_cast<int64_t>(x & 3) << 32;
-    return sec * 1000000000 + (x >> 2);
+    // ext4 times reach year 2446; int64 nanoseconds end in 2262. Saturate.
+    int64_t ns;
+    if (__builtin_mul_overflow(sec, int64_t{1000000000}, &ns) || __builtin_add_overflow(ns, int64_t{x >> 2}, &ns)) {
+      return sec < 0 ? INT64_MIN : INT64_MAX;
+    }
+    return ns;
   };
   n.atime_ns = time_ns(0x08, 0x8C);
   n.ctime_ns = time_ns(0x0C, 0x84);
@@ -484,6 +490,20 @@ void Crawler::crawl_inodes() {
       p0 = p1;
     }
   }
+}
+
+Status Crawler::open() {
+  Status s = read_superblock();
+  if (!s) return s;
+  return read_group_descriptors();
+}
+
+void Crawler::reset_budgets() {
+  map_nodes_read_ = 0;
+  dir_blocks_queued_ = 0;
+  map_budget_exhausted_ = false;
+  dir_budget_exhausted_ = false;
+  xattr_blocks_seen_.clear();
 }
 
 Status Crawler::run() {

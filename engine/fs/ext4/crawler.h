@@ -52,6 +52,18 @@ class Crawler {
         runs_(sink, stats) {}
   Status run();
 
+  // For callers that decode single inodes (the inference engine, issue 6):
+  // reads and checks the superblock and group descriptors (begin_filesystem
+  // is called on the sink), without crawling anything.
+  Status open();
+  // Decodes one raw inode record and reports it like a crawl would: inode(),
+  // MapNode/Xattr runs (after runs_.flush()), and for directories their
+  // entries (after flush_directories()). Skips free/deleted records.
+  void process_inode(uint64_t ino, const unsigned char* raw);
+  // Resets the per-crawl work budgets and seen-sets so that a long-lived
+  // Crawler can decode the same inodes again and again.
+  void reset_budgets();
+
   // Shared helpers.
   void problem(uint64_t ino, uint64_t block, std::string what);
   Status read_blocks(uint64_t block, uint64_t count, unsigned char* out);
@@ -74,7 +86,6 @@ class Crawler {
   Status read_group_descriptors();
   void report_group_metadata();
   void crawl_inodes();
-  void process_inode(uint64_t ino, const unsigned char* raw);
   void read_inline_data(const unsigned char* raw, uint64_t ino, std::string* out, bool* found_xattr);
 
   DiskReader& disk_;
