@@ -9,6 +9,9 @@ namespace dsvmi::cli {
 using CommandFn = int (*)(int argc, char** argv);
 
 int cmd_capture(int argc, char** argv);
+int cmd_crawl(int argc, char** argv);
+int cmd_ls(int argc, char** argv);
+int cmd_stat(int argc, char** argv);
 int cmd_replay(int argc, char** argv);
 int cmd_gate_create(int argc, char** argv);
 int cmd_gate_set(int argc, char** argv);

@@ -15,12 +15,15 @@ struct Command {
 // One row per subcommand; keep sorted by name.
 constexpr Command kCommands[] = {
     {"capture", dsvmi::cli::cmd_capture, "drain a ring into a trace file while a guest runs"},
+    {"crawl", dsvmi::cli::cmd_crawl, "crawl a disk image's partitions and file systems into an index"},
     {"gate-create", dsvmi::cli::cmd_gate_create, "create a drop-data gate file for QEMU's dsvmi filter"},
     {"gate-set", dsvmi::cli::cmd_gate_set, "change a gate's mode/ranges and publish a generation"},
     {"gate-stat", dsvmi::cli::cmd_gate_stat, "show a gate's published generation and reader counters"},
+    {"ls", dsvmi::cli::cmd_ls, "list a directory as crawled into an index"},
     {"replay", dsvmi::cli::cmd_replay, "apply a capture trace to a raw disk image"},
     {"ring-create", dsvmi::cli::cmd_ring_create, "create a shared-memory write ring for QEMU's dsvmi filter"},
     {"ring-stat", dsvmi::cli::cmd_ring_stat, "show a ring's geometry, indices, counters and lost range"},
+    {"stat", dsvmi::cli::cmd_stat, "show an inode (names, extents) or a block's owner from an index"},
     {"version", dsvmi::cli::cmd_version, "print the dsvmi version and the ABI versions it speaks"},
 };
 
