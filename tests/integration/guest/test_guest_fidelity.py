@@ -48,7 +48,7 @@ def main():
         guest.run([env.tool("qemu-img"), "convert", "-f", "raw", "-O", "qcow2", original, disk],
                   env=env.process_env())
 
-    ring, trace = work / "ring", work / "capture.trace"
+    ring, trace = guest.shm_ring_path(f"fidelity-{args.format}"), work / "capture.trace"
     capture = guest.Capture(env, ring, trace, capacity="64M").start()
     chain = guest.DiskChain(disk, fmt=args.format, dsvmi={"ring": str(ring)})
     vm = guest.Guest(env, work, workload_fs_ops.script(trim=trim), chain)

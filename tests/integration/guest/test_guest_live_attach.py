@@ -78,7 +78,7 @@ def main():
     work = guest.workdir_for(args.build_dir, "guest_live_attach")
 
     disk = guest.make_ext4(work / "disk.img", 64, {"hello": b"hi\n"})
-    ring, trace = work / "ring", work / "capture.trace"
+    ring, trace = guest.shm_ring_path("live_attach"), work / "capture.trace"
     # 256 KiB: the writes after the kill overflow it, so detach also happens
     # with a full ring whose consumer is gone.
     capture = guest.Capture(env, ring, trace, capacity="256K").start()

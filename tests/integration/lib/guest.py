@@ -489,6 +489,24 @@ class Capture:
 # -- helpers for test scripts ----------------------------------------------------
 
 
+def shm_ring_path(name):
+    """A ring path on tmpfs (/dev/shm): a ring in a disk-backed file would be
+    written back to disk by the page cache for nothing. The file is removed
+    when the test process exits."""
+    import atexit
+    p = Path("/dev/shm") / f"dsvmi-test-{name}-{os.getpid()}.ring"
+    remove_quietly(p)
+    atexit.register(remove_quietly, p)
+    return p
+
+
+def remove_quietly(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def workdir_for(build_dir, name):
     """A fresh scratch folder build/tests/integration-work/<name> (on disk,
     not tmpfs: the images are opened with O_DIRECT)."""
