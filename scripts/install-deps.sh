@@ -17,6 +17,8 @@ PACKAGES=(
   e2fsprogs fdisk gdisk dosfstools mtools ntfs-3g sleuthkit
   # benchmarks
   fio
+  # end-to-end benchmarks (bench/e2e): guest root file system, plots
+  debootstrap python3-matplotlib
 )
 
 missing=()

@@ -8,6 +8,7 @@ namespace dsvmi::cli {
 // process exit code (0 ok, 1 failure the user can act on, 2 usage error).
 using CommandFn = int (*)(int argc, char** argv);
 
+int cmd_bench(int argc, char** argv);
 int cmd_capture(int argc, char** argv);
 int cmd_crawl(int argc, char** argv);
 int cmd_ls(int argc, char** argv);

@@ -14,6 +14,7 @@ struct Command {
 
 // One row per subcommand; keep sorted by name.
 constexpr Command kCommands[] = {
+    {"bench", dsvmi::cli::cmd_bench, "run the end-to-end overhead benchmarks (bench/e2e/run.py)"},
     {"capture", dsvmi::cli::cmd_capture, "drain a ring into a trace file while a guest runs"},
     {"crawl", dsvmi::cli::cmd_crawl, "crawl a disk image's partitions and file systems into an index"},
     {"gate-create", dsvmi::cli::cmd_gate_create, "create a drop-data gate file for QEMU's dsvmi filter"},
