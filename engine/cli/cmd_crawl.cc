@@ -4,11 +4,16 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "commands.h"
 #include "dsvmi/crawl.h"
 #include "dsvmi/disk_reader.h"
+#include "dsvmi/gate_writer.h"
+#include "dsvmi/index.h"
+#include "dsvmi/policy.h"
 
 namespace dsvmi::cli {
 namespace {
@@ -16,15 +21,20 @@ namespace {
 void usage(FILE* out) {
   std::fprintf(out,
                "usage: dsvmi crawl IMAGE|nbd://... [--index OUT] [--direct]\n"
+               "                   [--gate PATH [--policy metadata|glob|pass-all] [--glob PATTERN]...]\n"
                "  Crawls the disk's partitions and file systems and prints a summary.\n"
                "  --index OUT  write the index file (for dsvmi ls/stat and the engine)\n"
-               "  --direct     read with O_DIRECT (cold cache; raw images only)\n");
+               "  --direct     read with O_DIRECT (cold cache; raw images only)\n"
+               "  --gate PATH  then publish the policy's grains into the gate file PATH\n"
+               "               (created if missing; needs --index). Default policy: metadata,\n"
+               "               or glob when --glob is given ('**' crosses directories)\n");
 }
 
 }  // namespace
 
 int cmd_crawl(int argc, char** argv) {
-  std::string disk_spec, index_path;
+  std::string disk_spec, index_path, gate_path, policy_name;
+  std::vector<std::string> globs;
   DiskReaderOptions ro;
   for (int i = 0; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
@@ -32,6 +42,12 @@ int cmd_crawl(int argc, char** argv) {
       return 0;
     } else if (!std::strcmp(argv[i], "--index") && i + 1 < argc) {
       index_path = argv[++i];
+    } else if (!std::strcmp(argv[i], "--gate") && i + 1 < argc) {
+      gate_path = argv[++i];
+    } else if (!std::strcmp(argv[i], "--policy") && i + 1 < argc) {
+      policy_name = argv[++i];
+    } else if (!std::strcmp(argv[i], "--glob") && i + 1 < argc) {
+      globs.push_back(argv[++i]);
     } else if (!std::strcmp(argv[i], "--direct")) {
       ro.direct_io = true;
     } else if (argv[i][0] == '-' || !disk_spec.empty()) {
@@ -41,10 +57,17 @@ int cmd_crawl(int argc, char** argv) {
       disk_spec = argv[i];
     }
   }
-  if (disk_spec.empty()) {
+  if (disk_spec.empty() || (!gate_path.empty() && index_path.empty())) {
     usage(stderr);
     return 2;
   }
+  GatePolicy policy;
+  if (policy_name.empty()) policy_name = globs.empty() ? "metadata" : "glob";
+  if (!parse_gate_policy(policy_name, &policy.kind)) {
+    std::fprintf(stderr, "dsvmi crawl: --policy is metadata, glob or pass-all, not '%s'\n", policy_name.c_str());
+    return 2;
+  }
+  policy.globs = globs;
   Status s;
   auto disk = open_disk(disk_spec, ro, &s);
   if (!disk) {
@@ -93,6 +116,24 @@ int cmd_crawl(int argc, char** argv) {
               sum.filesystems.size(), (unsigned long long)sum.inodes, (unsigned long long)sum.index_bytes,
               sum.inodes ? double(sum.index_bytes) / double(sum.inodes) : 0.0, sum.seconds);
   if (!index_path.empty()) std::printf("index        %s\n", index_path.c_str());
+  if (!gate_path.empty()) {
+    auto idx = Index::open(index_path, &s);
+    std::unique_ptr<Gate> gate;
+    if (idx) {
+      s = access(gate_path.c_str(), F_OK) == 0 ? Gate::open(gate_path, &gate)
+                                               : Gate::create(gate_path, {sum.disk_size, 4096, GateMode::kSet}, &gate);
+    }
+    GatePolicyStats st;
+    if (s) s = apply_gate_policy(*idx, policy, *gate, &st);
+    if (!s) {
+      std::fprintf(stderr, "dsvmi crawl: gate %s: %s\n", gate_path.c_str(), s.message().c_str());
+      return 1;
+    }
+    std::printf("gate         %s: policy %s, %llu grains of %u bytes set (metadata blocks %llu, data blocks %llu of %llu files), generation %llu\n",
+                gate_path.c_str(), policy_name.c_str(), (unsigned long long)st.grains, gate->grain_size(),
+                (unsigned long long)st.metadata_blocks, (unsigned long long)st.data_blocks,
+                (unsigned long long)st.matched_files, (unsigned long long)gate->generation());
+  }
   return failed ? 1 : 0;
 }
 

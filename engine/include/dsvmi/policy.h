@@ -50,4 +50,15 @@ Status build_gate_grains(const Index& index, const GatePolicy& policy, uint32_t 
 Status add_block_grains(const FilesystemInfo& fs, uint64_t first, uint64_t count, uint32_t grain_size,
                         roaring_bitmap_t* grains);
 
+class Gate;
+
+// Makes `gate` (bitmap/include/dsvmi/gate_writer.h) pass what `policy` needs
+// and publishes one generation: pass-all sets the gate's pass-all mode; the
+// other policies replace its grain set (mode "set"). The index must describe
+// the gate's disk (same size).
+Status apply_gate_policy(const Index& index, const GatePolicy& policy, Gate& gate, GatePolicyStats* stats);
+
+// "metadata", "pass-all", or "glob" (then `globs` must be non-empty).
+bool parse_gate_policy(const std::string& name, GatePolicyKind* kind);
+
 }  // namespace dsvmi
