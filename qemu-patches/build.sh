@@ -12,8 +12,8 @@
 # LD_LIBRARY_PATH overrides it).
 #
 # The install prefix is $DSVMI_CACHE_DIR/qemu-<debian version>-<hash>, hash =
-# sha256 of the patches, ring.h, gate.h (the C ABI compiled in) and the
-# configure flags. A cache hit does no work. --print-prefix prints only the
+# sha256 of the patches, ring.h and gate.h (the C ABI compiled in, comments
+# stripped) and the configure flags. A cache hit does no work. --print-prefix prints only the
 # prefix on stdout (everything else goes to stderr).
 set -euo pipefail
 
@@ -78,13 +78,22 @@ DEB_VERSION=${DEB_VERSION#qemu_}
 
 # --- cache key ------------------------------------------------------------
 [ -e "${PATCHES[0]}" ] || die "no patches in $HERE"
+# The ABI headers count without their comments and spacing (gcc strips them):
+# a reworded comment must not cost a 10-minute rebuild, a changed declaration
+# must.
+abi_text() { gcc -fpreprocessed -dD -E -P -x c "$1" | tr -s ' \t\n' ' '; }
 HASH=$( {
-  for f in "${PATCHES[@]}" "${ABI_HEADERS[@]}"; do
+  for f in "${PATCHES[@]}"; do
     printf '%s\n' "$(basename "$f")"
     cat "$f"
   done
+  for f in "${ABI_HEADERS[@]}"; do
+    printf '%s\n' "$(basename "$f")"
+    abi_text "$f" || exit 1
+  done
   printf '%s\n' "${CONFIGURE_FLAGS[@]}"
 } | sha256sum | cut -c1-16)
+[ ${#HASH} -eq 16 ] || die "could not hash the patches and ABI headers"
 PREFIX="$CACHE/qemu-$DEB_VERSION-$HASH"
 if [ -f "$PREFIX/.dsvmi-complete" ]; then
   log "cache hit: $PREFIX"

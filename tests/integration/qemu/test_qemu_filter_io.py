@@ -87,6 +87,25 @@ def test_mix(env):
                           ("flush", 0, 0, None)], "writethrough write")
 
 
+def test_qcow2(env):
+    """Above a qcow2 format node the frames carry guest offsets, the same as
+    for raw; the image equals a twin written without the filter (qemu-img
+    compare)."""
+    work = env.work
+    img, twin = work / "disk.qcow2", work / "twin.qcow2"
+    for f in (img, twin):
+        env.run([env.tool("qemu-img"), "create", "-q", "-f", "qcow2", f, str(IMG_SIZE)])
+    ring = work / "ring-qcow2"
+    env.ring_create(ring, 16 * MiB)
+    cmds = [c for c, _ in SCRIPT]
+    env.qemu_io(qt.filter_opts(img, ring, fmt="qcow2"), cmds)
+    env.qemu_io(qt.plain_opts(twin, fmt="qcow2"), cmds)
+    expected = [e for _, e in SCRIPT if e is not None] + [("flush", 0, 0, None)]
+    frames, _ = env.ring_frames(ring)
+    check_frames(frames, expected, "qcow2")
+    env.run([env.tool("qemu-img"), "compare", "-f", "qcow2", "-F", "qcow2", img, twin])
+
+
 def test_limits_inherited(env):
     """The filter takes its child's alignment and transfer limits, so the
     requests it sees (and frames) are the child's, as if it were absent.
@@ -140,6 +159,7 @@ def test_open_errors(env):
 
 def run(env):
     test_mix(env)
+    test_qcow2(env)
     test_limits_inherited(env)
     test_open_errors(env)
 
