@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -254,12 +255,16 @@ void IndexBuilder::State::finish_fs() {
   std::vector<fb::ExtentRecord> extents;
   inodes.reserve(f.inodes.size());
   extents.reserve(f.extents.size());
+  std::vector<fb::OwnerRecord> owners;
+  std::map<std::pair<uint32_t, uint32_t>, uint32_t> owner_index;
   for (const auto& t : f.inodes) {
+    auto [it, added] = owner_index.try_emplace({t.uid, t.gid}, uint32_t(owners.size()));
+    if (added) owners.emplace_back(t.uid, t.gid);
     auto first = f.extents.begin() + t.ext_begin;
     std::sort(first, first + t.ext_count,
               [](const ExtentTmp& a, const ExtentTmp& c) { return a.logical < c.logical; });
-    inodes.emplace_back(uint32_t(t.ino), t.mode, uint16_t(std::min<uint32_t>(t.links, 0xFFFF)), t.uid,
-                        t.gid, uint32_t(t.size), uint32_t(t.size >> 32), rel(t.mtime_s),
+    inodes.emplace_back(uint32_t(t.ino), t.mode, uint16_t(std::min<uint32_t>(t.links, 0xFFFF)), it->second,
+                        uint32_t(t.size), uint32_t(t.size >> 32), rel(t.mtime_s),
                         rel(t.ctime_s), uint32_t(extents.size()));
     for (uint32_t i = 0; i < t.ext_count; ++i) {
       const ExtentTmp& e = first[i];
@@ -342,6 +347,7 @@ void IndexBuilder::State::finish_fs() {
                                      id.free_inodes, id.checksum);
 
   auto v_inodes = b.CreateVectorOfStructs(inodes);
+  auto v_owners = b.CreateVectorOfStructs(owners);
   auto v_extents = b.CreateVectorOfStructs(extents);
   auto v_by_phys = b.CreateVector(by_physical);
   auto v_dirs = b.CreateVectorOfStructs(directories);
@@ -374,6 +380,7 @@ void IndexBuilder::State::finish_fs() {
   fsb.add_directories(dirs);
   fsb.add_metadata_blocks(metadata_blocks);
   fsb.add_inodes(v_inodes);
+  fsb.add_owners(v_owners);
   fsb.add_extents(v_extents);
   fsb.add_extents_by_physical(v_by_phys);
   fsb.add_directory_index(v_dirs);

@@ -136,8 +136,10 @@ Status FsIndex::inode(uint64_t ino, Inode* out) const {
   in.ino = ino;
   in.type = file_type_of_mode(r.mode());
   in.mode = r.mode() & 07777;
-  in.uid = r.uid();
-  in.gid = r.gid();
+  auto owners = structs(fs_->owners());
+  if (r.owner() >= owners.size) return Status::error(damaged("owner of inode " + std::to_string(ino)));
+  in.uid = owners[r.owner()].uid();
+  in.gid = owners[r.owner()].gid();
   const uint64_t size = uint64_t(r.size_lo()) | uint64_t(r.size_hi()) << 32;
   if (in.type == FileType::CharDevice || in.type == FileType::BlockDevice) in.rdev = size; else in.size = size;
   in.links = r.links();
