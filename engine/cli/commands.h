@@ -19,6 +19,7 @@ int cmd_gate_set(int argc, char** argv);
 int cmd_gate_stat(int argc, char** argv);
 int cmd_ring_create(int argc, char** argv);
 int cmd_ring_stat(int argc, char** argv);
+int cmd_run(int argc, char** argv);
 int cmd_version(int argc, char** argv);
 
 }  // namespace dsvmi::cli

@@ -24,6 +24,7 @@ constexpr Command kCommands[] = {
     {"replay", dsvmi::cli::cmd_replay, "apply a capture trace to a raw disk image"},
     {"ring-create", dsvmi::cli::cmd_ring_create, "create a shared-memory write ring for QEMU's dsvmi filter"},
     {"ring-stat", dsvmi::cli::cmd_ring_stat, "show a ring's geometry, indices, counters and lost range"},
+    {"run", dsvmi::cli::cmd_run, "infer file-level events (JSON Lines) from a trace or a live ring"},
     {"stat", dsvmi::cli::cmd_stat, "show an inode (names, extents) or a block's owner from an index"},
     {"version", dsvmi::cli::cmd_version, "print the dsvmi version and the ABI versions it speaks"},
 };

@@ -1,0 +1,93 @@
+// The inference engine (issue 6): frames from the ring or a capture trace
+// (one code path: feed()) become file-level events (events.h).
+//
+//   auto engine = InferenceEngine::create(*index, *disk, sink, options, &status);
+//   for each frame: engine->feed(frame_view);   // or feed_bytes(trace record)
+//   engine->finish();
+//
+// What it does, in short (docs/inference.md has the why): every metadata
+// block it needs is shadowed in memory (read lazily from the disk, then
+// updated by writes and by committed jbd2 transactions); at each consistency
+// point (a journal commit, or a guest Flush) the dirty inodes and directories
+// are decoded with the ext4 crawler's own decoder and diffed against the
+// engine's model of the file system (the crawl index underneath, an overlay of
+// changes on top), and the differences become ordered events. Data writes to
+// files become modify events; data that arrives before the metadata that
+// owns it waits in a bounded pending store.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "dsvmi/disk_reader.h"
+#include "dsvmi/events.h"
+#include "dsvmi/frame_view.h"
+#include "dsvmi/index.h"
+#include "dsvmi/policy.h"
+#include "dsvmi/status.h"
+
+namespace dsvmi {
+
+class Gate;
+
+struct InferenceOptions {
+  // Which files are watched: their data writes become modify events (and in
+  // low-overhead mode their data passes the gate). MetadataOnly watches
+  // nothing, PassAll every regular file.
+  GatePolicy policy{GatePolicyKind::PassAll, {}};
+  bool capture_data = false;        // put the written bytes into modify events
+  uint64_t pending_ttl_ns = 300ull * 1000000000;  // seed's "Unknown Write TTL"
+  uint64_t pending_max_bytes = 32ull << 20;       // pending store memory cap
+  uint64_t journal_cache_blocks = 8192;           // journal blocks held awaiting their commit
+  std::string disk_name;            // copied into every event
+  // Low-overhead mode: the engine keeps this gate in step with the file
+  // system (metadata + watched files' data pass). nullptr: no gate.
+  Gate* gate = nullptr;
+};
+
+struct InferenceStats {
+  uint64_t frames = 0, writes = 0, write_bytes = 0, flushes = 0;
+  uint64_t lost_records = 0, lost_frames = 0, seq_gaps = 0;
+  uint64_t bad_frames = 0;             // frames that failed verification
+  uint64_t consistency_points = 0;
+  uint64_t journal_commits = 0, journal_blocks_applied = 0, journal_blocks_read_back = 0;
+  uint64_t journal_bad_blocks = 0;     // descriptor tags/blocks rejected
+  uint64_t metadata_block_writes = 0;  // home writes to metadata blocks
+  uint64_t inodes_decoded = 0;
+  uint64_t data_bytes_attributed = 0;  // data bytes that became modify events
+  uint64_t pending_bytes = 0, pending_blocks = 0;  // now
+  uint64_t pending_expired = 0, pending_evicted = 0;  // pieces dropped (TTL / memory cap)
+  uint64_t shadow_blocks = 0;          // now
+  uint64_t disk_block_reads = 0;       // blocks read back from the disk
+  uint64_t decode_problems = 0;        // damage the decoder reported
+  uint64_t forced_ops = 0;             // name operations applied out of a consistent order
+  uint64_t gate_updates = 0;           // gate publications
+  uint64_t events = 0;
+};
+
+class InferenceEngine {
+ public:
+  // The index must describe the disk as it was when the first frame was
+  // written (a crawl of that state); the disk is read for blocks the engine
+  // has not seen written. Both must outlive the engine.
+  static std::unique_ptr<InferenceEngine> create(const Index& index, DiskReader& disk, EventSink& sink,
+                                                 const InferenceOptions& options, Status* error);
+  virtual ~InferenceEngine() = default;
+
+  // One verified frame. Errors are about the engine itself (e.g. the gate);
+  // hostile frame content is counted and skipped, never an error.
+  virtual Status feed(const FrameView& frame) = 0;
+  // One raw frame (a trace record): verified, decoded, then feed().
+  virtual Status feed_bytes(std::span<const std::byte> frame) = 0;
+  // End of input: expires what the pending store still holds (counted).
+  virtual Status finish() = 0;
+
+  // The engine's current tree, one JSON object per line, sorted by path:
+  // {"path","ino","type","mode","uid","gid","size","links","mtime_ns","target"}.
+  virtual void dump_state(std::string* out) = 0;
+  virtual const InferenceStats& stats() const = 0;
+};
+
+}  // namespace dsvmi

@@ -1,0 +1,65 @@
+// BlockView: the engine's view of the disk at the last point it has
+// interpreted — shadow blocks (metadata images from writes and committed
+// journal transactions) over pending data over the disk itself. It is a
+// DiskReader so that the ext4 crawler's decoder reads through it unchanged.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+#include "dsvmi/disk_reader.h"
+
+namespace dsvmi::infer {
+
+// Data written to a block nobody owns yet (seed's "unknown writes").
+struct PendingPiece {
+  uint32_t offset = 0;  // within the block
+  std::vector<uint8_t> bytes;
+  uint64_t time_ns = 0;
+  uint64_t frame_seq = 0;
+};
+
+class BlockView : public DiskReader {
+ public:
+  BlockView(DiskReader& disk, uint64_t partition_offset, uint64_t partition_size, uint32_t block_size)
+      : disk_(disk), base_(partition_offset), size_(partition_size), bs_(block_size) {}
+
+  uint64_t size() const override { return disk_.size(); }
+  Status read(uint64_t offset, std::span<std::byte> out) override;
+  std::string describe() const override { return "view of " + disk_.describe(); }
+
+  uint32_t block_size() const { return bs_; }
+  uint64_t blocks() const { return size_ / bs_; }
+  // The current image of fs block b into out (block_size bytes).
+  Status get_block(uint64_t b, uint8_t* out);
+
+  // Shadow: metadata block images.
+  std::vector<uint8_t>* shadow(uint64_t b);
+  // Writes [offset, offset + len) of block b into the shadow (loading the
+  // rest of the block from the view first if it has no shadow yet).
+  Status shadow_write(uint64_t b, uint32_t offset, const uint8_t* data, uint32_t len);
+  void shadow_set(uint64_t b, const uint8_t* block);
+  void drop_shadow(uint64_t b) { shadow_.erase(b); }
+  size_t shadow_blocks() const { return shadow_.size(); }
+
+  // Pending store.
+  std::map<uint64_t, std::vector<PendingPiece>>& pending() { return pending_; }
+  void add_pending(uint64_t b, PendingPiece piece);
+  void drop_pending(uint64_t b);
+  uint64_t pending_bytes() const { return pending_bytes_; }
+  void account_pending_removed(uint64_t bytes) { pending_bytes_ -= bytes; }
+
+  uint64_t disk_block_reads = 0;
+
+ private:
+  DiskReader& disk_;
+  uint64_t base_, size_;
+  uint32_t bs_;
+  std::unordered_map<uint64_t, std::vector<uint8_t>> shadow_;
+  std::map<uint64_t, std::vector<PendingPiece>> pending_;
+  uint64_t pending_bytes_ = 0;
+};
+
+}  // namespace dsvmi::infer

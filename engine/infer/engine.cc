@@ -1,0 +1,146 @@
+// InferenceEngine: routes verified frames to the file systems they touch.
+#include <algorithm>
+#include <cstring>
+
+#include "dsvmi/inference.h"
+#include "fs_engine.h"
+
+namespace dsvmi {
+namespace {
+
+class Engine : public InferenceEngine {
+ public:
+  Status init(const Index& index, DiskReader& disk, EventSink& sink, const InferenceOptions& options) {
+    ctx_.options = options;
+    ctx_.sink = &sink;
+    uint32_t number = 0;
+    for (const FsIndex& fs : index.filesystems()) {
+      auto e = std::make_unique<infer::FsEngine>(ctx_, fs, disk, partition_number(fs, disk));
+      Status s = e->init();
+      if (!s) return s;
+      fss_.push_back(std::move(e));
+      number++;
+    }
+    if (fss_.empty()) return Status::error("inference: the index holds no file system");
+    return Status::ok();
+  }
+
+  Status feed(const FrameView& f) override {
+    ctx_.stats.frames++;
+    if (have_seq_ && f.kind != FrameKind::kLost && f.seq != next_seq_) {
+      // Frames vanished without a Lost record: the gap's range is unknown.
+      ctx_.stats.seq_gaps++;
+      FrameView lost = f;
+      lost.lost_frames = f.seq > next_seq_ ? f.seq - next_seq_ : 0;
+      for (auto& fs : fss_) fs->lost(lost, fs->first_byte(), 0);
+    }
+    have_seq_ = true;
+    next_seq_ = f.seq + 1;
+    switch (f.kind) {
+      case FrameKind::kWrite:
+        if (f.payload == nullptr || f.payload_len != f.length) {
+          ctx_.stats.bad_frames++;
+          return Status::ok();
+        }
+        ctx_.stats.writes++;
+        ctx_.stats.write_bytes += f.length;
+        route(f, f.payload, false);
+        break;
+      case FrameKind::kWriteZeroes:
+        route(f, nullptr, false);
+        break;
+      case FrameKind::kDiscard:
+        route(f, nullptr, true);
+        break;
+      case FrameKind::kFlush:
+        ctx_.stats.flushes++;
+        for (auto& fs : fss_) fs->flush(f);
+        break;
+      case FrameKind::kLost:
+        ctx_.stats.lost_records++;
+        ctx_.stats.lost_frames += f.lost_frames;
+        for (auto& fs : fss_) {
+          uint64_t a = std::max(f.offset, fs->first_byte());
+          uint64_t end = f.offset + std::min<uint64_t>(f.length, UINT64_MAX - f.offset);
+          uint64_t b = std::min(end, fs->end_byte());
+          if (a < b) fs->lost(f, a, b - a);
+        }
+        break;
+    }
+    ctx_.sink->flush();
+    return Status::ok();
+  }
+
+  Status feed_bytes(std::span<const std::byte> frame) override {
+    // DecodeFrame wants 8-byte aligned memory; trace records are.
+    FrameView v;
+    std::string err;
+    const auto* p = reinterpret_cast<const uint8_t*>(frame.data());
+    if (reinterpret_cast<uintptr_t>(p) % 8 != 0) {
+      aligned_.assign((frame.size() + 7) / 8, 0);
+      std::memcpy(aligned_.data(), p, frame.size());
+      p = reinterpret_cast<const uint8_t*>(aligned_.data());
+    }
+    if (!DecodeFrame(p, frame.size(), &v, &err)) {
+      ctx_.stats.bad_frames++;
+      return Status::ok();
+    }
+    return feed(v);
+  }
+
+  Status finish() override {
+    for (auto& fs : fss_) fs->finish();
+    ctx_.sink->flush();
+    return Status::ok();
+  }
+
+  void dump_state(std::string* out) override {
+    std::vector<std::string> lines;
+    for (auto& fs : fss_) fs->dump_state(&lines);
+    std::sort(lines.begin(), lines.end());
+    for (const std::string& l : lines) {
+      out->append(l);
+      out->push_back('\n');
+    }
+  }
+
+  const InferenceStats& stats() const override { return ctx_.stats; }
+
+ private:
+  static uint32_t partition_number(const FsIndex& fs, DiskReader&) {
+    // The index does not record partition numbers; byte offset 0 is the
+    // whole disk (0), anything else is reported by offset order later.
+    return fs.info().partition_offset == 0 ? 0 : 1;
+  }
+
+  void route(const FrameView& f, const uint8_t* data, bool discard) {
+    if (f.length == 0 || f.offset + f.length < f.offset) return;
+    for (auto& fs : fss_) {
+      uint64_t a = std::max(f.offset, fs->first_byte());
+      uint64_t b = std::min(f.offset + f.length, fs->end_byte());
+      if (a >= b) continue;
+      fs->write(f, a, b - a, data ? data + (a - f.offset) : nullptr, discard);
+    }
+  }
+
+  infer::EngineContext ctx_;
+  std::vector<std::unique_ptr<infer::FsEngine>> fss_;
+  bool have_seq_ = false;
+  uint64_t next_seq_ = 0;
+  std::vector<uint64_t> aligned_;
+};
+
+}  // namespace
+
+std::unique_ptr<InferenceEngine> InferenceEngine::create(const Index& index, DiskReader& disk, EventSink& sink,
+                                                         const InferenceOptions& options, Status* error) {
+  auto e = std::make_unique<Engine>();
+  Status s = e->init(index, disk, sink, options);
+  if (!s) {
+    *error = s;
+    return nullptr;
+  }
+  return e;
+}
+
+}  // namespace dsvmi

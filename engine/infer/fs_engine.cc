@@ -1,0 +1,855 @@
+// One file system's inference: frames -> shadow/pending/journal -> at each
+// consistency point, decode what changed, diff against the model, order the
+// differences into events. docs/inference.md explains the design.
+#include "fs_engine.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "../fs/ext4/ext4_format.h"
+#include "dsvmi/gate_writer.h"
+
+namespace dsvmi::infer {
+namespace {
+
+bool is_metadata(BlockKind k) {
+  switch (k) {
+    case BlockKind::Superblock:
+    case BlockKind::GroupDescriptors:
+    case BlockKind::BlockBitmap:
+    case BlockKind::InodeBitmap:
+    case BlockKind::InodeTable:
+    case BlockKind::Directory:
+    case BlockKind::MapNode:
+    case BlockKind::Xattr:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool same_extents(const std::vector<Extent>& a, const std::vector<Extent>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++) {
+    if (a[i].logical != b[i].logical || a[i].physical != b[i].physical || a[i].length != b[i].length ||
+        a[i].unwritten != b[i].unwritten)
+      return false;
+  }
+  return true;
+}
+
+EventKind create_kind(FileType t) {
+  if (t == FileType::Directory) return EventKind::Mkdir;
+  if (t == FileType::Symlink) return EventKind::Symlink;
+  return EventKind::Create;
+}
+
+Inode without_extents(const Inode& n) {
+  Inode c = n;
+  c.extents.clear();
+  return c;
+}
+
+}  // namespace
+
+FsEngine::FsEngine(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition)
+    : ctx_(ctx),
+      index_(index),
+      info_(index.info()),
+      partition_(partition),
+      view_(disk, info_.partition_offset, info_.partition_size, info_.block_size),
+      rmap_(index),
+      state_(index, info_.root_ino),
+      journal_(ctx.options.journal_cache_blocks) {}
+
+Status FsEngine::init() {
+  if (info_.type != "ext2" && info_.type != "ext3" && info_.type != "ext4") {
+    return Status::error("inference: file system type '" + info_.type + "' is not supported");
+  }
+  if (info_.block_size == 0 || info_.partition_size / info_.block_size == 0) {
+    return Status::error("inference: file system has no blocks");
+  }
+  decoder_ = std::make_unique<ext4::Crawler>(view_, info_.partition_offset, info_.partition_size, decoded_,
+                                             crawl_options_, crawl_stats_);
+  Status s = decoder_->open();
+  if (!s) return Status::error("inference: " + s.message());
+  const ext4::Superblock& sb = decoder_->sb_;
+  if (sb.block_size != info_.block_size) return Status::error("inference: block size differs from the index");
+  for (uint64_t g = 0; g < decoder_->groups_.size(); g++) {
+    if (decoder_->groups_[g].valid) itables_.push_back({decoder_->groups_[g].inode_table, g});
+  }
+  std::sort(itables_.begin(), itables_.end());
+  for (const std::string& p : ctx_.options.policy.globs) {
+    Glob g;
+    s = Glob::compile(p, &g);
+    if (!s) return s;
+    globs_.push_back(std::move(g));
+  }
+  if (info_.journal_ino != 0) {
+    if (const Inode* j = state_.inode(info_.journal_ino)) journal_extents_ = j->extents;
+    if (!journal_extents_.empty() && journal_extents_[0].logical == 0) {
+      std::vector<uint8_t> block(info_.block_size);
+      s = view_.get_block(journal_extents_[0].physical, block.data());
+      JournalGeometry g;
+      std::string why;
+      if (s && decode_journal_superblock(block.data(), block.size(), &g, &why) && g.block_size == info_.block_size) {
+        journal_.set_geometry(g);
+      }
+    }
+  }
+  return Status::ok();
+}
+
+BlockKind FsEngine::data_kind(const Inode& n) const {
+  if (n.ino == info_.journal_ino && n.ino != 0) return BlockKind::Journal;
+  if (n.type == FileType::Directory) return BlockKind::Directory;
+  return BlockKind::FileData;
+}
+
+bool FsEngine::watched(uint64_t ino) {
+  const GatePolicy& p = ctx_.options.policy;
+  if (p.kind == GatePolicyKind::MetadataOnly) return false;
+  const Inode* n = state_.inode(ino);
+  if (n == nullptr || n->type != FileType::Regular) return false;
+  if (p.kind == GatePolicyKind::PassAll) return true;
+  auto it = watched_cache_.find(ino);
+  if (it != watched_cache_.end()) return it->second;
+  bool match = false;
+  for (const Link& l : std::vector<Link>(state_.links(ino))) {
+    std::string path = name_path(l.parent, l.name);
+    for (const Glob& g : globs_) match = match || g.matches(path);
+  }
+  watched_cache_[ino] = match;
+  return match;
+}
+
+std::string FsEngine::name_path(uint64_t dir, const std::string& name) {
+  std::string p;
+  if (!state_.path(dir, &p)) p = "/<unreachable:" + std::to_string(dir) + ">";
+  if (p != "/") p += "/";
+  return p + name;
+}
+
+Event FsEngine::base_event(const FrameView& f, EventKind kind, uint64_t ino) {
+  Event e;
+  e.time_ns = f.timestamp_ns;
+  e.frame_seq = f.seq;
+  e.disk = ctx_.options.disk_name;
+  e.partition = partition_;
+  e.fs_uuid = info_.uuid;
+  e.kind = kind;
+  e.ino = ino;
+  return e;
+}
+
+void FsEngine::emit(Event&& e) {
+  e.seq = ctx_.next_event_seq++;
+  ctx_.stats.events++;
+  ctx_.sink->emit(e);
+}
+
+void FsEngine::gate_blocks(uint64_t first, uint64_t count, bool pass) {
+  Gate* gate = ctx_.options.gate;
+  if (gate == nullptr || count == 0) return;
+  uint64_t off = info_.partition_offset + first * info_.block_size, len = count * info_.block_size;
+  if (off >= gate->disk_size()) return;
+  len = std::min(len, gate->disk_size() - off);
+  // Round inward when clearing so a neighbour sharing a grain keeps passing.
+  if (pass) {
+    (void)gate->set_bytes(off, len);
+  } else {
+    uint64_t g = gate->grain_size();
+    uint64_t a = (off + g - 1) / g * g, b = (off + len) / g * g;
+    if (b > a) (void)gate->clear_bytes(a, b - a);
+  }
+  gate_dirty_ = true;
+}
+
+// ---------------------------------------------------------------------------
+// Frames
+
+void FsEngine::write(const FrameView& f, uint64_t disk_offset, uint64_t len, const uint8_t* data, bool discard) {
+  const uint32_t bs = info_.block_size;
+  const uint64_t rel = disk_offset - info_.partition_offset;
+  const uint64_t nblocks = view_.blocks();
+  std::vector<uint8_t> zeros;
+  std::vector<uint8_t> block(bs);
+  // Modify runs for this frame: (ino, file offset, data pointer, length).
+  struct Run {
+    uint64_t ino, file_offset;
+    const uint8_t* data;
+    uint64_t len;
+  };
+  std::vector<Run> runs;
+  uint64_t done = 0;
+  while (done < len) {
+    const uint64_t at = rel + done;
+    const uint64_t b = at / bs;
+    const uint32_t in = static_cast<uint32_t>(at % bs);
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(bs - in, len - done));
+    if (b >= nblocks) break;
+    const uint8_t* piece;
+    if (data != nullptr) {
+      piece = data + done;
+    } else {
+      if (zeros.size() < n) zeros.assign(bs, 0);
+      piece = zeros.data();
+    }
+    done += n;
+    BlockOwner owner;
+    if (!rmap_.owner(b, &owner)) continue;
+    if (owner.kind == BlockKind::Journal) {
+      if (discard) continue;
+      if (in == 0 && n == bs) {
+        journal_block(f, owner.logical, piece);
+      } else if (view_.get_block(b, block.data())) {
+        std::memcpy(block.data() + in, piece, n);
+        journal_block(f, owner.logical, block.data());
+      }
+      continue;
+    }
+    if (is_metadata(owner.kind)) {
+      ctx_.stats.metadata_block_writes++;
+      if (view_.shadow_write(b, in, piece, n)) dirty_.insert(b);
+      continue;
+    }
+    if (owner.kind == BlockKind::FileData) {
+      if (view_.shadow(b)) (void)view_.shadow_write(b, in, piece, n);
+      if (discard) continue;
+      if (!runs.empty() && runs.back().ino == owner.ino &&
+          runs.back().file_offset + runs.back().len == owner.logical * bs + in &&
+          (data == nullptr || runs.back().data + runs.back().len == piece)) {
+        runs.back().len += n;
+      } else {
+        runs.push_back(Run{owner.ino, owner.logical * bs + in, data ? piece : nullptr, n});
+      }
+      continue;
+    }
+    if (owner.kind == BlockKind::Free) {
+      if (discard) {
+        view_.drop_pending(b);
+        continue;
+      }
+      PendingPiece p;
+      p.offset = in;
+      p.bytes.assign(piece, piece + n);
+      p.time_ns = f.timestamp_ns;
+      p.frame_seq = f.seq;
+      view_.add_pending(b, std::move(p));
+    }
+  }
+  for (const Run& r : runs) {
+    if (r.data != nullptr) {
+      emit_modify(f, r.ino, r.file_offset, r.data, r.len);
+    } else {
+      std::vector<uint8_t> z(r.len, 0);
+      emit_modify(f, r.ino, r.file_offset, z.data(), r.len);
+    }
+  }
+  // Bound the pending store: oldest pieces go first.
+  while (view_.pending_bytes() > ctx_.options.pending_max_bytes && !view_.pending().empty()) {
+    auto oldest = view_.pending().begin();
+    for (auto it = view_.pending().begin(); it != view_.pending().end(); ++it) {
+      if (it->second.front().time_ns < oldest->second.front().time_ns) oldest = it;
+    }
+    ctx_.stats.pending_evicted += oldest->second.size();
+    view_.drop_pending(oldest->first);
+  }
+}
+
+void FsEngine::emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len) {
+  if (!watched(ino)) return;
+  Event e = base_event(f, EventKind::Modify, ino);
+  if (!state_.path(ino, &e.path)) e.path.clear();
+  e.offset = file_offset;
+  e.length = len;
+  if (ctx_.options.capture_data) e.data.assign(data, data + len);
+  ctx_.stats.data_bytes_attributed += len;
+  emit(std::move(e));
+}
+
+void FsEngine::journal_block(const FrameView& f, uint64_t position, const uint8_t* block) {
+  if (position > UINT32_MAX) return;
+  uint32_t seq = 0;
+  if (journal_.block_written(static_cast<uint32_t>(position), block, &seq)) {
+    apply_transaction(seq);
+    consistency_point(f);
+  }
+}
+
+void FsEngine::apply_transaction(uint32_t seq) {
+  const uint32_t bs = info_.block_size;
+  std::vector<JournalTag> tags = journal_.take_transaction(seq);
+  ctx_.stats.journal_commits++;
+  std::vector<uint8_t> image(bs);
+  for (const JournalTag& t : tags) {
+    if (t.target >= view_.blocks() || t.target < 1) {
+      ctx_.stats.journal_bad_blocks++;
+      continue;
+    }
+    if (const std::vector<uint8_t>* c = journal_.cached_block(t.position)) {
+      std::memcpy(image.data(), c->data(), bs);
+    } else {
+      // Evicted or lost: the journal on the disk still holds it.
+      uint64_t phys = 0;
+      bool found = false;
+      for (const Extent& x : journal_extents_) {
+        if (t.position >= x.logical && t.position < x.logical + x.length) {
+          phys = x.physical + (t.position - x.logical);
+          found = true;
+          break;
+        }
+      }
+      if (!found || !view_.get_block(phys, image.data())) {
+        ctx_.stats.journal_bad_blocks++;
+        continue;
+      }
+      ctx_.stats.journal_blocks_read_back++;
+    }
+    if (t.escaped) {
+      image[0] = 0xC0;
+      image[1] = 0x3B;
+      image[2] = 0x39;
+      image[3] = 0x98;
+    }
+    view_.shadow_set(t.target, image.data());
+    view_.drop_pending(t.target);
+    dirty_.insert(t.target);
+    ctx_.stats.journal_blocks_applied++;
+  }
+}
+
+void FsEngine::flush(const FrameView& f) { consistency_point(f); }
+
+void FsEngine::lost(const FrameView& f, uint64_t disk_offset, uint64_t len) {
+  const uint32_t bs = info_.block_size;
+  uint64_t first = (disk_offset - info_.partition_offset) / bs;
+  uint64_t last = std::min<uint64_t>((disk_offset - info_.partition_offset + len + bs - 1) / bs, view_.blocks());
+  std::vector<uint8_t> block(bs);
+  std::vector<std::pair<uint64_t, uint64_t>> journal_blocks;  // (position, physical)
+  // Bounded by the file system's block count; a hostile producer's huge range
+  // costs one pass of reverse-map lookups.
+  for (uint64_t b = first; b < last; b++) {
+    BlockOwner o;
+    if (!rmap_.owner(b, &o)) continue;
+    if (is_metadata(o.kind)) {
+      view_.drop_shadow(b);  // re-read from the disk
+      dirty_.insert(b);
+    } else if (o.kind == BlockKind::Journal) {
+      journal_blocks.push_back({o.logical, b});
+    } else if (o.kind == BlockKind::Free) {
+      view_.drop_pending(b);
+    }
+  }
+  std::sort(journal_blocks.begin(), journal_blocks.end());
+  for (auto [pos, phys] : journal_blocks) {
+    if (view_.get_block(phys, block.data())) journal_block(f, pos, block.data());
+  }
+  consistency_point(f);
+  Event e = base_event(f, EventKind::Overflow, 0);
+  e.offset = disk_offset;
+  e.length = len;
+  e.lost_frames = f.lost_frames;
+  emit(std::move(e));
+}
+
+void FsEngine::finish() {
+  for (auto& [b, pieces] : view_.pending()) ctx_.stats.pending_expired += pieces.size();
+  while (!view_.pending().empty()) view_.drop_pending(view_.pending().begin()->first);
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+void FsEngine::inodes_of_table_block(uint64_t block, std::set<uint64_t>* out) {
+  const ext4::Superblock& sb = decoder_->sb_;
+  auto it = std::upper_bound(itables_.begin(), itables_.end(), std::make_pair(block, UINT64_MAX));
+  if (it == itables_.begin()) return;
+  --it;
+  const uint64_t index = block - it->first;
+  if (index >= sb.inode_table_blocks()) return;
+  const uint64_t per_block = sb.block_size / sb.inode_size;
+  const uint64_t first = it->second * uint64_t{sb.inodes_per_group} + index * per_block + 1;
+  for (uint64_t i = 0; i < per_block; i++) {
+    uint64_t ino = first + i;
+    if (ino > sb.inodes_count) break;
+    if (index * per_block + i >= sb.inodes_per_group) break;
+    if (ino == ext4::kRootIno || ino >= sb.first_ino) out->insert(ino);
+  }
+}
+
+Status FsEngine::read_inode_raw(uint64_t ino, std::vector<uint8_t>* raw) {
+  const ext4::Superblock& sb = decoder_->sb_;
+  if (ino == 0 || ino > sb.inodes_count) return Status::error("inode number out of range");
+  const uint64_t g = (ino - 1) / sb.inodes_per_group, idx = (ino - 1) % sb.inodes_per_group;
+  if (g >= decoder_->groups_.size() || !decoder_->groups_[g].valid) return Status::error("group invalid");
+  const uint64_t byte = idx * sb.inode_size;
+  const uint64_t block = decoder_->groups_[g].inode_table + byte / sb.block_size;
+  std::vector<uint8_t> b(sb.block_size);
+  Status s = view_.get_block(block, b.data());
+  if (!s) return s;
+  raw->assign(b.begin() + byte % sb.block_size, b.begin() + byte % sb.block_size + sb.inode_size);
+  return Status::ok();
+}
+
+void FsEngine::decode(const std::set<uint64_t>& inos) {
+  decoded_.clear();
+  decoder_->reset_budgets();
+  const uint64_t before = decoded_.problems;
+  std::vector<uint8_t> raw;
+  for (uint64_t ino : inos) {
+    if (!read_inode_raw(ino, &raw)) continue;
+    const uint32_t mode = ext4::le16(raw.data());
+    const uint32_t links = ext4::le16(raw.data() + 0x1A);
+    const uint32_t dtime = ext4::le32(raw.data() + 0x14);
+    if (mode == 0 || (links == 0 && dtime > decoder_->sb_.inodes_count)) continue;  // free
+    decoder_->process_inode(ino, raw.data());
+    ctx_.stats.inodes_decoded++;
+  }
+  decoder_->flush_directories();
+  decoder_->runs_.flush();
+  ctx_.stats.decode_problems += decoded_.problems - before;
+}
+
+// ---------------------------------------------------------------------------
+// Consistency points
+
+struct FsEngine::Op {
+  enum Type { Remove, Add, Rename };
+  Op(Type t, EventKind k, uint64_t i, FileType ft, uint64_t d, std::string n)
+      : type(t), kind(k), ino(i), ftype(ft), dir(d), name(std::move(n)) {}
+  Type type;
+  EventKind kind;
+  uint64_t ino;
+  FileType ftype;
+  uint64_t dir;  // Remove: the directory; Add/Rename: the target directory
+  std::string name;
+  uint64_t from_dir = 0;
+  std::string from_name;
+  uint64_t replaced = 0;
+  bool done = false;
+};
+
+void FsEngine::consistency_point(const FrameView& f) {
+  ctx_.stats.consistency_points++;
+  if (dirty_.empty()) {
+    settle_pending(f);
+    return;
+  }
+  std::set<uint64_t> inos;
+  for (uint64_t b : dirty_) {
+    BlockOwner o;
+    if (!rmap_.owner(b, &o)) continue;
+    if (o.kind == BlockKind::InodeTable) {
+      inodes_of_table_block(b, &inos);
+    } else if ((o.kind == BlockKind::Directory || o.kind == BlockKind::MapNode || o.kind == BlockKind::Xattr) &&
+               o.ino != 0) {
+      if (o.ino == ext4::kRootIno || o.ino >= decoder_->sb_.first_ino) inos.insert(o.ino);
+    }
+  }
+  dirty_.clear();
+  decode(inos);
+
+  // Old and new state of every decoded inode.
+  struct Change {
+    std::optional<Inode> old;
+    const Inode* now = nullptr;
+    bool reused = false;
+  };
+  std::map<uint64_t, Change> changes;
+  for (uint64_t ino : inos) {
+    Change c;
+    if (const Inode* o = state_.inode(ino)) c.old = *o;
+    auto it = decoded_.inodes.find(ino);
+    if (it != decoded_.inodes.end()) c.now = &it->second;
+    if (!c.old && !c.now) continue;
+    c.reused = c.old && c.now && (c.old->generation != c.now->generation || c.old->type != c.now->type);
+    changes.emplace(ino, std::move(c));
+  }
+  auto is_reused = [&](uint64_t ino) {
+    auto it = changes.find(ino);
+    return it != changes.end() && it->second.reused;
+  };
+
+  // Directory entry diffs.
+  struct Name {
+    uint64_t dir;
+    std::string name;
+    DirEntry entry;
+  };
+  std::vector<Name> removed, added;
+  for (auto& [ino, c] : changes) {
+    const bool old_dir = c.old && c.old->type == FileType::Directory;
+    const bool new_dir = c.now && c.now->type == FileType::Directory;
+    std::map<std::string, DirEntry> now_entries;
+    if (new_dir) {
+      for (const DirEntry& e : decoded_.entries[ino]) now_entries.emplace(e.name, e);
+    }
+    std::map<std::string, DirEntry> empty;
+    const std::map<std::string, DirEntry>& old_entries = (old_dir && !c.reused) ? state_.entries(ino) : empty;
+    const std::map<std::string, DirEntry>& old_all = old_dir ? state_.entries(ino) : empty;
+    if (!new_dir || c.reused) {
+      for (const auto& [name, e] : old_all) removed.push_back({ino, name, e});
+    }
+    if (!new_dir) continue;
+    for (const auto& [name, e] : old_entries) {
+      auto n = now_entries.find(name);
+      if (n == now_entries.end() || n->second.ino != e.ino || is_reused(e.ino)) removed.push_back({ino, name, e});
+    }
+    for (const auto& [name, e] : now_entries) {
+      auto o = old_entries.find(name);
+      if (o == old_entries.end() || o->second.ino != e.ino || is_reused(e.ino)) added.push_back({ino, name, e});
+    }
+  }
+
+  // New attributes go in first (paths need only names); freed inodes stay
+  // until their names are gone.
+  for (auto& [ino, c] : changes) {
+    if (c.now) {
+      state_.set_inode(*c.now);
+      watched_cache_.erase(ino);
+    }
+  }
+
+  // Name operations.
+  std::vector<Op> ops;
+  {
+    std::map<uint64_t, std::vector<const Name*>> r_by, a_by;
+    for (const Name& n : removed) r_by[n.entry.ino].push_back(&n);
+    for (const Name& n : added) a_by[n.entry.ino].push_back(&n);
+    std::set<uint64_t> all;
+    for (auto& [i, v] : r_by) all.insert(i);
+    for (auto& [i, v] : a_by) all.insert(i);
+    std::map<std::pair<uint64_t, std::string>, uint64_t> removed_at;
+    for (const Name& n : removed) removed_at[{n.dir, n.name}] = n.entry.ino;
+    for (uint64_t i : all) {
+      auto& R = r_by[i];
+      auto& A = a_by[i];
+      auto cit = changes.find(i);
+      const Change* c = cit == changes.end() ? nullptr : &cit->second;
+      const bool allocated = c && c->now && (!c->old || c->reused);
+      const bool freed = c && c->old && (!c->now || c->reused);
+      auto add_removes = [&](const std::vector<const Name*>& list, bool last_frees) {
+        for (size_t k = 0; k < list.size(); k++) {
+          Op op{Op::Remove, EventKind::Unlink, i, list[k]->entry.type, list[k]->dir, list[k]->name};
+          if (last_frees && k + 1 == list.size()) {
+            op.kind = (c->old->type == FileType::Directory) ? EventKind::Rmdir : EventKind::Delete;
+          }
+          ops.push_back(std::move(op));
+        }
+      };
+      if (allocated || freed) {
+        if (freed) add_removes(R, true);
+        if (allocated) {
+          for (size_t k = 0; k < A.size(); k++) {
+            Op op{Op::Add, k == 0 ? create_kind(c->now->type) : EventKind::Link, i, A[k]->entry.type, A[k]->dir,
+                  A[k]->name};
+            ops.push_back(std::move(op));
+          }
+        }
+        continue;
+      }
+      size_t pairs = std::min(R.size(), A.size());
+      for (size_t k = 0; k < pairs; k++) {
+        Op op{Op::Rename, EventKind::Rename, i, A[k]->entry.type, A[k]->dir, A[k]->name};
+        op.from_dir = R[k]->dir;
+        op.from_name = R[k]->name;
+        auto rep = removed_at.find({A[k]->dir, A[k]->name});
+        if (rep != removed_at.end() && rep->second != i) op.replaced = rep->second;
+        ops.push_back(std::move(op));
+      }
+      for (size_t k = pairs; k < A.size(); k++) {
+        ops.push_back(Op{Op::Add, EventKind::Link, i, A[k]->entry.type, A[k]->dir, A[k]->name});
+      }
+      for (size_t k = pairs; k < R.size(); k++) {
+        ops.push_back(Op{Op::Remove, EventKind::Unlink, i, R[k]->entry.type, R[k]->dir, R[k]->name});
+      }
+    }
+  }
+
+  auto reachable = [&](uint64_t dir) {
+    std::string p;
+    const Inode* d = state_.inode(dir);
+    return d != nullptr && d->type == FileType::Directory && state_.path(dir, &p);
+  };
+  auto inside = [&](uint64_t dir, uint64_t ancestor) {  // dir == ancestor or below it
+    uint64_t cur = dir;
+    for (int depth = 0; depth < kMaxPathDepth; depth++) {
+      if (cur == ancestor) return true;
+      if (cur == state_.root()) return false;
+      const auto& l = state_.links(cur);
+      if (l.empty()) return false;
+      cur = l.front().parent;
+    }
+    return true;
+  };
+  auto applicable = [&](const Op& op) {
+    switch (op.type) {
+      case Op::Remove: {
+        const DirEntry* e = state_.find(op.dir, op.name);
+        if (e == nullptr || e->ino != op.ino) return false;
+        if (op.kind == EventKind::Rmdir && !state_.entries(op.ino).empty()) return false;
+        return true;
+      }
+      case Op::Add:
+        return state_.find(op.dir, op.name) == nullptr && reachable(op.dir);
+      case Op::Rename: {
+        const DirEntry* e = state_.find(op.from_dir, op.from_name);
+        if (e == nullptr || e->ino != op.ino) return false;
+        if (state_.find(op.dir, op.name) != nullptr || !reachable(op.dir)) return false;
+        return op.ftype != FileType::Directory || !inside(op.dir, op.ino);
+      }
+    }
+    return false;
+  };
+  auto apply = [&](Op& op) {
+    op.done = true;
+    Event e = base_event(f, op.kind, op.ino);
+    switch (op.type) {
+      case Op::Remove: {
+        e.path = name_path(op.dir, op.name);
+        auto c = changes.find(op.ino);
+        if (c != changes.end() && c->second.old && (op.kind == EventKind::Delete || op.kind == EventKind::Rmdir)) {
+          e.has_attrs = true;
+          e.attrs = without_extents(*c->second.old);
+        }
+        if (const DirEntry* d = state_.find(op.dir, op.name); d != nullptr && d->ino == op.ino) {
+          state_.remove_entry(op.dir, op.name);
+        }
+        break;
+      }
+      case Op::Add:
+        if (state_.find(op.dir, op.name) != nullptr) state_.remove_entry(op.dir, op.name);
+        state_.add_entry(op.dir, DirEntry{op.ino, op.ftype, op.name});
+        e.path = name_path(op.dir, op.name);
+        break;
+      case Op::Rename:
+        e.old_path = name_path(op.from_dir, op.from_name);
+        e.replaced_ino = op.replaced;
+        if (const DirEntry* d = state_.find(op.from_dir, op.from_name); d != nullptr && d->ino == op.ino) {
+          state_.remove_entry(op.from_dir, op.from_name);
+        }
+        if (state_.find(op.dir, op.name) != nullptr) state_.remove_entry(op.dir, op.name);
+        state_.add_entry(op.dir, DirEntry{op.ino, op.ftype, op.name});
+        e.path = name_path(op.dir, op.name);
+        break;
+    }
+    if (!e.has_attrs) {
+      if (const Inode* n = state_.inode(op.ino)) {
+        e.has_attrs = true;
+        e.attrs = without_extents(*n);
+      }
+    }
+    watched_cache_.erase(op.ino);
+    emit(std::move(e));
+  };
+  size_t remaining = ops.size();
+  while (remaining > 0) {
+    bool progress = false;
+    for (int pass = 0; pass < 3; pass++) {
+      const Op::Type type = pass == 0 ? Op::Remove : pass == 1 ? Op::Rename : Op::Add;
+      for (Op& op : ops) {
+        if (op.done || op.type != type || !applicable(op)) continue;
+        apply(op);
+        remaining--;
+        progress = true;
+      }
+    }
+    if (progress) continue;
+    // No consistent order exists (e.g. two names swapped in one batch):
+    // apply the first remaining op as is, so nothing is lost.
+    for (Op& op : ops) {
+      if (op.done) continue;
+      ctx_.stats.forced_ops++;
+      apply(op);
+      remaining--;
+      break;
+    }
+  }
+
+  // Attribute events for inodes that lived through the batch.
+  for (auto& [ino, c] : changes) {
+    if (!c.old || !c.now || c.reused) continue;
+    const Inode& o = *c.old;
+    const Inode& n = *c.now;
+    std::string path;
+    if (!state_.path(ino, &path)) continue;  // orphan (open but unlinked)
+    if (o.mode != n.mode || o.uid != n.uid || o.gid != n.gid) {
+      Event e = base_event(f, EventKind::Attrib, ino);
+      e.path = path;
+      e.has_attrs = true;
+      e.attrs = without_extents(n);
+      emit(std::move(e));
+    }
+    if (n.type == FileType::Regular && o.size != n.size) {
+      Event e = base_event(f, n.size < o.size ? EventKind::Truncate : EventKind::Extend, ino);
+      e.path = path;
+      e.old_size = o.size;
+      e.has_attrs = true;
+      e.attrs = without_extents(n);
+      emit(std::move(e));
+    }
+  }
+
+  // Block ownership: releases first (blocks may move between inodes within
+  // one batch), then the new owners.
+  std::vector<std::pair<uint64_t, uint64_t>> released;
+  std::vector<uint64_t> reassigned;
+  for (auto& [ino, c] : changes) {
+    const std::vector<Extent> none;
+    const std::vector<Extent>& oe = c.old ? c.old->extents : none;
+    const std::vector<Extent>& ne = c.now ? c.now->extents : none;
+    auto mn = decoded_.meta.find(ino);
+    auto old_mn = map_nodes_.find(ino);
+    bool maps_changed = (mn != decoded_.meta.end()) != (old_mn != map_nodes_.end());
+    if (!maps_changed && mn != decoded_.meta.end()) {
+      const auto& a = mn->second;
+      const auto& b = old_mn->second;
+      maps_changed = a.size() != b.size();
+      for (size_t k = 0; !maps_changed && k < a.size(); k++) {
+        maps_changed = a[k].first != b[k].first || a[k].count != b[k].count || a[k].kind != b[k].kind;
+      }
+    }
+    const bool ext_changed = !same_extents(oe, ne) || c.reused || (c.old.has_value() != (c.now != nullptr));
+    if (!ext_changed && !maps_changed) continue;
+    reassigned.push_back(ino);
+    if (ext_changed) {
+      for (const Extent& x : oe) {
+        rmap_.release(x.physical, x.length);
+        released.push_back({x.physical, x.length});
+      }
+    }
+    if (old_mn != map_nodes_.end()) {
+      for (const auto& r : old_mn->second) {
+        rmap_.release(r.first, r.count);
+        released.push_back({r.first, r.count});
+      }
+      map_nodes_.erase(old_mn);
+    }
+  }
+  for (uint64_t ino : reassigned) {
+    auto& c = changes[ino];
+    if (c.now) {
+      const BlockKind k = data_kind(*c.now);
+      const bool pass = k != BlockKind::FileData || watched(ino);
+      for (const Extent& x : c.now->extents) {
+        rmap_.assign(x.physical, x.length, BlockOwner{k, ino, x.logical});
+        gate_blocks(x.physical, x.length, pass);
+      }
+      auto mn = decoded_.meta.find(ino);
+      if (mn != decoded_.meta.end()) {
+        for (const auto& r : mn->second) {
+          rmap_.assign(r.first, r.count, BlockOwner{r.kind, ino, 0});
+          gate_blocks(r.first, r.count, true);
+        }
+        map_nodes_[ino] = mn->second;
+      }
+    }
+  }
+  for (auto [first, count] : released) {
+    for (uint64_t b = first; b < first + count && b < view_.blocks(); b++) {
+      BlockOwner o;
+      if (!rmap_.owner(b, &o)) continue;
+      if (!is_metadata(o.kind)) view_.drop_shadow(b);
+      if (o.kind == BlockKind::Free) gate_blocks(b, 1, false);
+    }
+  }
+  for (auto& [ino, c] : changes) {
+    if (c.old && !c.now) state_.free_inode(ino);
+  }
+  settle_pending(f);
+  if (gate_dirty_ && ctx_.options.gate != nullptr) {
+    if (ctx_.options.gate->publish()) ctx_.stats.gate_updates++;
+    gate_dirty_ = false;
+  }
+}
+
+// Pending data whose block now has an owner is attributed; what stays
+// unowned past the TTL expires.
+void FsEngine::settle_pending(const FrameView& f) {
+  auto& pending = view_.pending();
+  const uint32_t bs = info_.block_size;
+  for (auto it = pending.begin(); it != pending.end();) {
+    const uint64_t b = it->first;
+    BlockOwner o;
+    if (!rmap_.owner(b, &o)) o.kind = BlockKind::Reserved;
+    if (o.kind == BlockKind::Free) {
+      auto& list = it->second;
+      for (auto p = list.begin(); p != list.end();) {
+        if (f.timestamp_ns > p->time_ns && f.timestamp_ns - p->time_ns > ctx_.options.pending_ttl_ns) {
+          ctx_.stats.pending_expired++;
+          view_.account_pending_removed(p->bytes.size() + sizeof(PendingPiece));
+          p = list.erase(p);
+        } else {
+          ++p;
+        }
+      }
+      if (list.empty()) {
+        it = pending.erase(it);
+      } else {
+        ++it;
+      }
+      continue;
+    }
+    std::vector<PendingPiece> list = std::move(it->second);
+    for (const PendingPiece& p : list) view_.account_pending_removed(p.bytes.size() + sizeof(PendingPiece));
+    it = pending.erase(it);
+    if (o.kind == BlockKind::FileData) {
+      // A slow symlink's target block is read again whenever its inode is
+      // decoded: keep it like metadata.
+      const Inode* owner = state_.inode(o.ino);
+      const bool keep = owner != nullptr && owner->type == FileType::Symlink;
+      for (const PendingPiece& p : list) {
+        if (keep || view_.shadow(b)) (void)view_.shadow_write(b, p.offset, p.bytes.data(), static_cast<uint32_t>(p.bytes.size()));
+        emit_modify(f, o.ino, o.logical * bs + p.offset, p.bytes.data(), p.bytes.size());
+      }
+    } else if (is_metadata(o.kind)) {
+      for (const PendingPiece& p : list) {
+        (void)view_.shadow_write(b, p.offset, p.bytes.data(), static_cast<uint32_t>(p.bytes.size()));
+      }
+    }
+  }
+  ctx_.stats.pending_bytes = view_.pending_bytes();
+  ctx_.stats.pending_blocks = pending.size();
+  ctx_.stats.shadow_blocks = view_.shadow_blocks();
+  ctx_.stats.disk_block_reads = view_.disk_block_reads;
+}
+
+// ---------------------------------------------------------------------------
+// State dump
+
+void FsEngine::dump_state(std::vector<std::string>* lines) {
+  // Breadth-first from the root over the model; bounded by what it holds.
+  std::vector<std::pair<uint64_t, std::string>> queue{{state_.root(), "/"}};
+  std::set<uint64_t> seen_dirs;
+  for (size_t q = 0; q < queue.size(); q++) {
+    auto [ino, path] = queue[q];
+    const Inode* n = state_.inode(ino);
+    if (n == nullptr) continue;
+    Event e;
+    e.kind = EventKind::Create;
+    std::string line = "{\"path\":";
+    json_string(path, &line);
+    line += ",\"ino\":" + std::to_string(ino);
+    static const char* kTypes[] = {"unknown", "file", "dir", "symlink", "chardev", "blockdev", "fifo", "socket"};
+    line += ",\"type\":\"" + std::string(kTypes[static_cast<int>(n->type) & 7]) + "\"";
+    line += ",\"mode\":" + std::to_string(n->mode) + ",\"uid\":" + std::to_string(n->uid) +
+            ",\"gid\":" + std::to_string(n->gid) + ",\"size\":" + std::to_string(n->size) +
+            ",\"links\":" + std::to_string(n->links) + ",\"mtime_ns\":" + std::to_string(n->mtime_ns);
+    if (n->type == FileType::Symlink) {
+      line += ",\"target\":";
+      json_string(n->symlink_target, &line);
+    }
+    if (partition_ != 0) line += ",\"partition\":" + std::to_string(partition_);
+    line += "}";
+    lines->push_back(std::move(line));
+    if (n->type == FileType::Directory && seen_dirs.insert(ino).second) {
+      for (const auto& [name, entry] : state_.entries(ino)) {
+        queue.push_back({entry.ino, path == "/" ? "/" + name : path + "/" + name});
+      }
+    }
+  }
+}
+
+}  // namespace dsvmi::infer

@@ -1,0 +1,112 @@
+// FsEngine: inference for one ext2/3/4 file system of the disk. The public
+// face is InferenceEngine (dsvmi/inference.h), which routes frames here.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../fs/ext4/crawler.h"
+#include "block_view.h"
+#include "dsvmi/events.h"
+#include "dsvmi/frame_view.h"
+#include "dsvmi/glob.h"
+#include "dsvmi/inference.h"
+#include "dsvmi/reverse_map.h"
+#include "fs_state.h"
+#include "journal.h"
+
+namespace dsvmi::infer {
+
+// What the decoder reports for a batch of inodes.
+class DecodeSink : public CrawlSink {
+ public:
+  void begin_filesystem(const FilesystemInfo&) override {}
+  void inode(const Inode& n) override { inodes[n.ino] = n; }
+  void dir_entry(uint64_t dir, const DirEntry& e) override { entries[dir].push_back(e); }
+  void blocks(BlockKind kind, uint64_t first, uint64_t count, uint64_t owner, uint64_t) override {
+    if (owner != 0) meta[owner].push_back({kind, first, count});
+  }
+  void problem(const CrawlProblem&) override { problems++; }
+  void end_filesystem() override {}
+  void clear() {
+    inodes.clear();
+    entries.clear();
+    meta.clear();
+  }
+  struct Run {
+    BlockKind kind;
+    uint64_t first, count;
+  };
+  std::unordered_map<uint64_t, Inode> inodes;
+  std::unordered_map<uint64_t, std::vector<DirEntry>> entries;
+  std::unordered_map<uint64_t, std::vector<Run>> meta;
+  uint64_t problems = 0;
+};
+
+// Shared with the engine: options, stats, the event sink and sequence.
+struct EngineContext {
+  InferenceOptions options;
+  InferenceStats stats;
+  EventSink* sink = nullptr;
+  uint64_t next_event_seq = 1;
+};
+
+class FsEngine {
+ public:
+  FsEngine(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition);
+  Status init();
+
+  uint64_t first_byte() const { return info_.partition_offset; }
+  uint64_t end_byte() const { return info_.partition_offset + info_.partition_size; }
+
+  // [disk_offset, disk_offset + len) lies inside this file system's
+  // partition. data == nullptr: zeroes. discard: content undefined.
+  void write(const FrameView& f, uint64_t disk_offset, uint64_t len, const uint8_t* data, bool discard);
+  void flush(const FrameView& f);
+  void lost(const FrameView& f, uint64_t disk_offset, uint64_t len);
+  void finish();
+  void dump_state(std::vector<std::string>* lines);
+
+ private:
+  struct Op;
+  BlockKind data_kind(const Inode& n) const;
+  bool watched(uint64_t ino);
+  void journal_block(const FrameView& f, uint64_t position, const uint8_t* block);
+  void apply_transaction(uint32_t seq);
+  void consistency_point(const FrameView& f);
+  void decode(const std::set<uint64_t>& inos);
+  Status read_inode_raw(uint64_t ino, std::vector<uint8_t>* raw);
+  void inodes_of_table_block(uint64_t block, std::set<uint64_t>* out);
+  void settle_pending(const FrameView& f);
+  void emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len);
+  Event base_event(const FrameView& f, EventKind kind, uint64_t ino);
+  void emit(Event&& e);
+  std::string name_path(uint64_t dir, const std::string& name);
+  void gate_blocks(uint64_t first, uint64_t count, bool pass);
+
+  EngineContext& ctx_;
+  const FsIndex& index_;
+  FilesystemInfo info_;
+  uint32_t partition_;
+  BlockView view_;
+  DecodeSink decoded_;
+  Ext4CrawlOptions crawl_options_;
+  Ext4CrawlStats crawl_stats_;
+  std::unique_ptr<ext4::Crawler> decoder_;
+  ReverseMap rmap_;
+  FsState state_;
+  JournalTracker journal_;
+  std::vector<Extent> journal_extents_;
+  std::vector<std::pair<uint64_t, uint64_t>> itables_;  // (first block, group), sorted
+  std::set<uint64_t> dirty_;
+  std::unordered_map<uint64_t, std::vector<DecodeSink::Run>> map_nodes_;  // last known, per inode
+  std::vector<Glob> globs_;
+  std::unordered_map<uint64_t, bool> watched_cache_;
+  bool gate_dirty_ = false;
+};
+
+}  // namespace dsvmi::infer

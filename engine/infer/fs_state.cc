@@ -1,0 +1,118 @@
+#include "fs_state.h"
+
+#include <algorithm>
+
+namespace dsvmi::infer {
+
+const Inode* FsState::inode(uint64_t ino) {
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end()) {
+    Inode n;
+    std::optional<Inode> v;
+    if (base_.inode(ino, &n)) v = std::move(n);
+    it = inodes_.emplace(ino, std::move(v)).first;
+  }
+  return it->second ? &*it->second : nullptr;
+}
+
+void FsState::set_inode(const Inode& inode) { inodes_[inode.ino] = inode; }
+
+void FsState::free_inode(uint64_t ino) {
+  inodes_[ino] = std::nullopt;
+  dirs_[ino].clear();
+}
+
+const std::map<std::string, DirEntry>& FsState::entries(uint64_t dir) {
+  auto it = dirs_.find(dir);
+  if (it == dirs_.end()) {
+    std::map<std::string, DirEntry> m;
+    std::vector<DirEntry> list;
+    if (base_.list(dir, &list)) {
+      for (DirEntry& e : list) {
+        std::string name = e.name;
+        m.emplace(std::move(name), std::move(e));
+      }
+    }
+    it = dirs_.emplace(dir, std::move(m)).first;
+  }
+  return it->second;
+}
+
+const std::vector<Link>& FsState::links(uint64_t ino) {
+  auto it = links_.find(ino);
+  if (it == links_.end()) {
+    std::vector<Link> v;
+    if (!base_.links(ino, &v)) v.clear();
+    // Names the overlay already changed are authoritative: drop base links
+    // whose directory has been materialized and no longer holds this name.
+    std::vector<Link> kept;
+    for (Link& l : v) {
+      auto d = dirs_.find(l.parent);
+      if (d != dirs_.end()) {
+        auto e = d->second.find(l.name);
+        if (e == d->second.end() || e->second.ino != ino) continue;
+      }
+      kept.push_back(std::move(l));
+    }
+    it = links_.emplace(ino, std::move(kept)).first;
+  }
+  return it->second;
+}
+
+const DirEntry* FsState::find(uint64_t dir, const std::string& name) {
+  const auto& m = entries(dir);
+  auto it = m.find(name);
+  return it == m.end() ? nullptr : &it->second;
+}
+
+void FsState::add_entry(uint64_t dir, const DirEntry& entry) {
+  entries(dir);
+  links(entry.ino);
+  auto& m = dirs_[dir];
+  auto old = m.find(entry.name);
+  if (old != m.end()) remove_entry(dir, entry.name);
+  m[entry.name] = entry;
+  links_[entry.ino].push_back(Link{dir, entry.name});
+}
+
+void FsState::remove_entry(uint64_t dir, const std::string& name) {
+  entries(dir);
+  auto& m = dirs_[dir];
+  auto it = m.find(name);
+  if (it == m.end()) return;
+  uint64_t ino = it->second.ino;
+  links(ino);
+  m.erase(it);
+  auto& l = links_[ino];
+  l.erase(std::remove_if(l.begin(), l.end(), [&](const Link& x) { return x.parent == dir && x.name == name; }),
+          l.end());
+}
+
+bool FsState::path(uint64_t ino, std::string* out) {
+  if (ino == root_) {
+    out->assign(1, '/');
+    return true;
+  }
+  std::vector<const std::string*> parts;
+  uint64_t cur = ino;
+  size_t bytes = 0;
+  for (int depth = 0; cur != root_; depth++) {
+    if (depth >= kMaxPathDepth) return false;
+    const std::vector<Link>& l = links(cur);
+    if (l.empty()) return false;
+    parts.push_back(&l.front().name);
+    bytes += l.front().name.size() + 1;
+    if (bytes > kMaxPathBytes) return false;
+    cur = l.front().parent;
+  }
+  std::string result;
+  result.reserve(bytes);
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    result += '/';
+    result.append((*it)->data(), (*it)->size());
+  }
+  *out = std::move(result);
+  return true;
+}
+
+}  // namespace dsvmi::infer

@@ -1,0 +1,52 @@
+// FsState: the engine's model of one file system — the crawl index
+// underneath (read lazily, record by record) and an overlay of what changed
+// since. Only touched inodes and directories are ever materialized, which is
+// what keeps memory proportional to the change, not to the file system.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dsvmi/fs_model.h"
+#include "dsvmi/index.h"
+
+namespace dsvmi::infer {
+
+class FsState {
+ public:
+  FsState(const FsIndex& base, uint64_t root_ino) : base_(base), root_(root_ino) {}
+
+  uint64_t root() const { return root_; }
+  // The inode's attributes, or nullptr when the inode is free.
+  const Inode* inode(uint64_t ino);
+  void set_inode(const Inode& inode);
+  void free_inode(uint64_t ino);
+
+  // Entries of a directory (not "." / ".."), by name.
+  const std::map<std::string, DirEntry>& entries(uint64_t dir);
+  // Adds/removes one name, keeping the inode's link list in step.
+  void add_entry(uint64_t dir, const DirEntry& entry);
+  void remove_entry(uint64_t dir, const std::string& name);
+  const DirEntry* find(uint64_t dir, const std::string& name);
+
+  // Names of an inode.
+  const std::vector<Link>& links(uint64_t ino);
+  // Full path through the first name of each ancestor; false if the inode
+  // is not reachable from the root (orphan, cycle, depth bound).
+  bool path(uint64_t ino, std::string* out);
+
+  size_t materialized_inodes() const { return inodes_.size(); }
+
+ private:
+  const FsIndex& base_;
+  uint64_t root_;
+  std::unordered_map<uint64_t, std::optional<Inode>> inodes_;
+  std::unordered_map<uint64_t, std::map<std::string, DirEntry>> dirs_;
+  std::unordered_map<uint64_t, std::vector<Link>> links_;
+};
+
+}  // namespace dsvmi::infer
