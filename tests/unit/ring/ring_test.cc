@@ -180,13 +180,22 @@ TEST(Ring, FullRingDropsAndReportsTheExactLostRange) {
   auto p = OpenProducer(path.path());
   std::vector<uint8_t> payload(4096, 0x5a);
   struct iovec iov = {payload.data(), payload.size()};
-  // Each record: 8-byte header + 4096 payload + 192 frame bound, rounded up to
-  // 64 = 4352 bytes; 15 of them plus one 256-byte flush record fill 64 KiB.
+  // A record is the 8-byte header + payload (rounded to 8) + the frame bound,
+  // rounded up to 64 (docs/ring.md). Fill 64 KiB exactly: as many 4 KiB
+  // writes as fit, then one write sized to the remainder.
+  auto record_bytes = [](uint64_t n) { return ring::AlignUp(8 + ring::FrameRegionBound(n), 64); };
+  const uint64_t full = kCap / record_bytes(4096);
+  const uint64_t rest = kCap - full * record_bytes(4096);
+  ASSERT_GE(rest, record_bytes(0)) << "pick another payload size for this test";
+  const uint64_t filler = rest - 8 - ring::kFrameOverheadBound;
+  ASSERT_EQ(record_bytes(filler), rest);
   uint64_t seq = 0;
-  for (; seq < 15; seq++) {
+  for (; seq < full; seq++) {
     ASSERT_EQ(dsvmi_ring_produce(p.get(), DSVMI_FRAME_WRITE, seq * 8192, 4096, &iov, 1, 0), 1);
   }
-  ASSERT_EQ(dsvmi_ring_produce(p.get(), DSVMI_FRAME_FLUSH, 0, 0, nullptr, 0, 0), 1);
+  iov.iov_len = filler;
+  ASSERT_EQ(dsvmi_ring_produce(p.get(), DSVMI_FRAME_WRITE, 0, filler, &iov, 1, 0), 1);
+  iov.iov_len = 4096;
   seq++;
   const uint64_t enqueued = seq;
   const uint64_t first_lost = seq;
