@@ -499,6 +499,9 @@ std::unique_ptr<Index> Index::open(const std::string& path, Status* error) {
     *error = Status::error(path + ": mmap: " + std::strerror(errno));
     return nullptr;
   }
+  // Lookups are random and few: no readahead or fault-around, so only the
+  // pages a lookup touches become resident (docs/index.md, lazy loading).
+  (void)::madvise(m, size_t(st.st_size), MADV_RANDOM);
   std::unique_ptr<Index> idx(new Index);
   idx->map_ = m;
   idx->data_ = static_cast<const uint8_t*>(m);
