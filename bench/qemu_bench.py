@@ -63,6 +63,9 @@ class Bench:
         self.env = dict(os.environ, LD_LIBRARY_PATH=str(build / "lib"))
         self.args = args
         self.work = Path(tempfile.mkdtemp(prefix="dsvmi-qemu-bench-", dir=args.work_dir))
+        # Rings and gates live in tmpfs, as in production: a ring on a disk
+        # file system would add page-cache writeback of the ring itself.
+        self.shm = Path(tempfile.mkdtemp(prefix="dsvmi-qemu-bench-", dir=args.shm_dir))
         self.img = self.work / "disk.img"
         self.size = args.size_mib * MiB
 
@@ -81,10 +84,10 @@ class Bench:
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
-        self.rings = {m: self.work / f"{m}.ring" for m in MODES[1:]}
+        self.rings = {m: self.shm / f"{m}.ring" for m in MODES[1:]}
         for ring in self.rings.values():
             self.run([self.tool, "ring-create", ring, self.args.ring_mib * MiB])
-        self.gates = {"drop-all": self.work / "drop.gate", "metadata": self.work / "meta.gate"}
+        self.gates = {"drop-all": self.shm / "drop.gate", "metadata": self.shm / "meta.gate"}
         self.run([self.tool, "gate-create", self.gates["drop-all"], self.size, GRAIN, "drop-all"])
         group = 128 * MiB // GRAIN
         ranges = [f"{g}+{2 * MiB // GRAIN}" for g in range(0, self.size // GRAIN, group)]
@@ -105,7 +108,8 @@ class Bench:
         return opts
 
     def bench_once(self, mode, cache, aio, size, count):
-        """Runs one qemu-img bench; returns (IOPS, frames dropped)."""
+        """Runs one qemu-img bench; returns (IOPS, CPU seconds per request,
+        frames dropped)."""
         drain = None
         if mode in DRAINED:
             drain = subprocess.Popen([str(self.tool), "ring-drain", str(self.rings[mode])],
@@ -114,57 +118,77 @@ class Bench:
                 die("ring-drain did not start")
         argv = [self.qemu_img, "bench", "-w", "-c", count, "-d", 32, "-s", size,
                 "-t", cache, "-i", aio, "--image-opts", self.image_opts(mode)]
-        p = self.run(argv, timeout=600)
-        m = re.search(r"Run completed in ([0-9.]+) seconds", p.stdout)
+        # wait4 gives this qemu-img's own CPU time: a second measure, much
+        # less disturbed by other load on the machine than wall time.
+        with tempfile.TemporaryFile(mode="w+") as errf:
+            proc = subprocess.Popen([str(a) for a in argv], env=self.env,
+                                    stdout=subprocess.PIPE, stderr=errf, text=True)
+            out = proc.stdout.read()
+            _, status, ru = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.stdout.close()
+            if proc.returncode != 0:
+                errf.seek(0)
+                die(f"qemu-img bench exited {proc.returncode}: {errf.read()[-2000:]}")
+        cpu_per_req = (ru.ru_utime + ru.ru_stime) / count
+        m = re.search(r"Run completed in ([0-9.]+) seconds", out)
         if not m:
-            die(f"no timing in qemu-img bench output: {p.stdout}")
+            die(f"no timing in qemu-img bench output: {out}")
         dropped = 0
         if drain:
             drain.send_signal(signal.SIGTERM)
             out, _ = drain.communicate(timeout=60)
             stats = json.loads(out.strip().splitlines()[-1])["stats"]
             dropped = stats["dropped_frames"]
-        return count / float(m.group(1)), dropped
+        return count / float(m.group(1)), cpu_per_req, dropped
 
     def run_all(self):
         rows = []
         for label, cache, aio, size in CONFIGS:
             # Size the run from a calibration of the baseline.
-            iops, _ = self.bench_once("none", cache, aio, size, 2000)
+            iops, _, _ = self.bench_once("none", cache, aio, size, 2000)
             count = max(2000, int(iops * self.args.seconds))
             per_mode = {m: [] for m in MODES}
+            cpu = {m: [] for m in MODES}
             drops = {m: 0 for m in MODES}
             for rep in range(self.args.reps):
                 order = MODES[rep % len(MODES):] + MODES[:rep % len(MODES)]
                 for mode in order:
-                    v, d = self.bench_once(mode, cache, aio, size, count)
+                    v, c, d = self.bench_once(mode, cache, aio, size, count)
                     per_mode[mode].append(v)
+                    cpu[mode].append(c)
                     drops[mode] += d
                 print(f"# {label} rep {rep + 1}: " +
                       ", ".join(f"{m} {per_mode[m][-1]:.0f}" for m in MODES),
                       file=sys.stderr, flush=True)
-            rows.append((label, count, per_mode, drops))
+            rows.append((label, count, per_mode, cpu, drops))
         return rows
 
     def report(self, rows):
         a = self.args
         print(f"`qemu-img bench -w -d 32`, {a.size_mib} MiB raw image, {a.reps} interleaved "
               f"repetitions of ~{a.seconds} s per mode; metadata gate = "
-              f"{self.meta_fraction * 100:.1f}% of grains set.\n")
-        print("| config | none IOPS (median, min..max) | drop-all | metadata | pass-all | "
-              "frames dropped (metadata / pass-all) |")
+              f"{self.meta_fraction * 100:.1f}% of grains set. Cells: median "
+              f"(min..max) of the per-repetition ratio to `none`.\n")
+        print("| config | metric | none | drop-all | metadata | pass-all |")
         print("|---|---|---|---|---|---|")
-        for label, count, per_mode, drops in rows:
-            base = per_mode["none"]
-            cells = []
-            for m in MODES[1:]:
-                ratios = [x / b for x, b in zip(per_mode[m], base)]
-                cells.append(f"{statistics.median(ratios):.3f}x "
-                             f"({min(ratios):.2f}..{max(ratios):.2f})")
-            total = count * len(base)
-            print(f"| {label} | {statistics.median(base):,.0f} "
-                  f"({min(base):,.0f}..{max(base):,.0f}) | " + " | ".join(cells) +
-                  f" | {drops['metadata']} / {drops['pass-all']} of {total} |")
+        for label, count, per_mode, cpu, drops in rows:
+            for metric, data, unit, invert in (("IOPS", per_mode, "", False),
+                                               ("qemu-img CPU/request", cpu, "µs", True)):
+                base = data["none"]
+                if invert:  # CPU: report none/mode so that < 1 means "costs more"
+                    ratios = {m: [b / x for x, b in zip(data[m], base)] for m in MODES[1:]}
+                    shown = [b * 1e6 for b in base]
+                else:
+                    ratios = {m: [x / b for x, b in zip(data[m], base)] for m in MODES[1:]}
+                    shown = base
+                cells = [f"{statistics.median(r):.3f}x ({min(r):.2f}..{max(r):.2f})"
+                         for r in ratios.values()]
+                print(f"| {label} | {metric} | {statistics.median(shown):,.1f}{unit} | " +
+                      " | ".join(cells) + " |")
+            total = count * len(per_mode["none"])
+            print(f"| {label} | frames dropped | | | {drops['metadata']} of {total} | "
+                  f"{drops['pass-all']} of {total} |")
 
 
 def main():
@@ -174,7 +198,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--ring-mib", type=int, default=64)
-    ap.add_argument("--work-dir", default=os.environ.get("TMPDIR", "/var/tmp"))
+    ap.add_argument("--work-dir", default=os.environ.get("TMPDIR", "/var/tmp"),
+                    help="where the image goes (a disk file system)")
+    ap.add_argument("--shm-dir", default="/dev/shm", help="where rings and gates go (tmpfs)")
     ap.add_argument("--config", action="append",
                     help="only configs whose label contains this (repeatable)")
     args = ap.parse_args()
@@ -187,9 +213,10 @@ def main():
         b.setup()
         b.report(b.run_all())
     finally:
-        for f in b.work.iterdir():
-            f.unlink()
-        b.work.rmdir()
+        for d in (b.work, b.shm):
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
 
 
 if __name__ == "__main__":
