@@ -130,6 +130,13 @@ def run(env):
     env.gate_create(gate, IMG_SIZE, 4096, "drop-all")
     vm = Vm(env, img)
     try:
+        # An operator mistake fails blockdev-add clearly and changes nothing.
+        try:
+            vm.attach(env.work / "no-such.ring")
+            raise qt.TestFailure("blockdev-add with a missing ring succeeded")
+        except qmp_mod.QMPError as e:
+            check("dsvmi: cannot map ring" in e.desc, f"unclear blockdev-add error: {e.desc}")
+        check_eq(vm.root(), "disk-fmt", "root of disk0 after a failed attach")
         vm.burst(0, 8, aio=False)
         vm.burst(1 * MiB, 8, aio=True)  # in flight while the graph changes
         vm.attach(ring1)
