@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Fidelity of capture + replay with a real guest (label: integration).
 
-The guest's ext4 disk sits behind the dsvmi filter in pass-all mode (no
-gate) while `dsvmi capture` drains the ring; the guest runs the file-system
+The guest's ext4 disk sits behind the dsvmi filter in pass-all mode (raw: a
+pass-all gate file; qcow2: no gate, the filter's pass-all default) while `dsvmi capture` drains the ring; the guest runs the file-system
 workload (workload_fs_ops.py), syncs and powers off. Then:
   * replaying the trace onto a copy of the ORIGINAL image gives exactly the
     final disk: sha256 equal (raw), `qemu-img compare` identical (qcow2) and
@@ -50,7 +50,14 @@ def main():
 
     ring, trace = guest.shm_ring_path(f"fidelity-{args.format}"), work / "capture.trace"
     capture = guest.Capture(env, ring, trace, capacity="64M").start()
-    chain = guest.DiskChain(disk, fmt=args.format, dsvmi={"ring": str(ring)})
+    filter_opts = {"ring": str(ring)}
+    if args.format == "raw":
+        # Pass-all through a real gate file (the reader runs on every write);
+        # the qcow2 variant omits the gate, which the filter treats as pass-all.
+        gate = guest.shm_path(f"fidelity-{args.format}", "gate")
+        guest.run([env.dsvmi(), "gate-create", gate, "--disk-size", "64M", "--mode", "pass-all"])
+        filter_opts["gate"] = str(gate)
+    chain = guest.DiskChain(disk, fmt=args.format, dsvmi=filter_opts)
     vm = guest.Guest(env, work, workload_fs_ops.script(trim=trim), chain)
     try:
         vm.start()

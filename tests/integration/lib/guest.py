@@ -493,8 +493,14 @@ def shm_ring_path(name):
     """A ring path on tmpfs (/dev/shm): a ring in a disk-backed file would be
     written back to disk by the page cache for nothing. The file is removed
     when the test process exits."""
+    return shm_path(name, "ring")
+
+
+def shm_path(name, kind):
+    """/dev/shm/dsvmi-test-<name>-<pid>.<kind> (a ring, a gate...), removed
+    if stale and again when the test process exits."""
     import atexit
-    p = Path("/dev/shm") / f"dsvmi-test-{name}-{os.getpid()}.ring"
+    p = Path("/dev/shm") / f"dsvmi-test-{name}-{os.getpid()}.{kind}"
     remove_quietly(p)
     atexit.register(remove_quietly, p)
     return p
