@@ -42,7 +42,7 @@ void write_at(const std::string& path, uint64_t offset, const std::string& bytes
 
 struct TreeOptions {
   bool xattrs = true;
-  size_t htree_entries = 3000;
+  size_t htree_entries = 2000;
 };
 
 // The generated tree: every feature the crawler must handle.
@@ -320,7 +320,7 @@ void crawl_and_compare(const std::string& disk_path, uint64_t offset, uint64_t s
   for (const auto& g : got) {
     if (!want.count(g)) ADD_FAILURE() << "extra entry " << std::get<0>(g) << "/" << std::get<1>(g);
   }
-  ASSERT_GT(oracle.size(), 3000u * 0 + 20u);
+  ASSERT_GT(oracle.size(), 200u);
   for (const auto& e : oracle) {
     auto it = sink.inodes.find(e.ino);
     ASSERT_NE(it, sink.inodes.end()) << "inode " << e.ino << " (" << e.name << ") not reported";
