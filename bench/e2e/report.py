@@ -161,8 +161,10 @@ def plot_overhead(results, path):
     for x, t in (("low-overhead", 5), ("full", 25)):
         if x in modes:
             ax.axhline(t, color=MODE_COLOR[x], linestyle=":", linewidth=1)
-            ax.annotate(f"target {MODE_LABEL[x]} {t}%", (len(wls) - 0.5, t), ha="right", va="bottom",
-                        fontsize=7, color=MODE_COLOR[x])
+            ax.annotate(f"target {MODE_LABEL[x]} {t}%", (-0.45, t), ha="left", va="bottom",
+                        fontsize=7, color=MODE_COLOR[x],
+                        bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
+    ax.set_xlim(-0.5, len(wls) - 0.5)
     ax.set_xticks(range(len(wls)))
     ax.set_xticklabels(wls)
     ax.set_ylabel("overhead vs no filter (%)")

@@ -123,8 +123,9 @@ def probe_kvm(env, work):
     try:
         g.wait(timeout=30)
         return "kvm", "/dev/kvm present; probe guest booted"
-    except guestlib.GuestError:
-        return "tcg", "/dev/kvm present but unusable (probe guest produced no output in 30 s)"
+    except guestlib.GuestError as e:
+        why = str(e).splitlines()[0]
+        return "tcg", f"/dev/kvm present but a probe guest failed under KVM: {why}"
     finally:
         g.kill()
         shutil.rmtree(d, ignore_errors=True)
