@@ -93,7 +93,7 @@ Status crawl_disk(DiskReader& disk, const CrawlOptions& options, CrawlSummary* s
   // The builder's count (union of every metadata kind) is the one the index
   // and the gate use; prefer it over the crawler's per-run sum.
   Status os;
-  auto idx = Index::from_bytes(bytes.data(), bytes.size(), &os);
+  auto idx = Index::view_bytes(bytes.data(), bytes.size(), &os);
   if (!idx) return Status::error("internal: the index just built does not verify: " + os.message());
   size_t k = 0;
   for (size_t i = 0; i < summary->filesystems.size(); ++i) {

@@ -532,6 +532,22 @@ std::unique_ptr<Index> Index::from_bytes(const void* data, size_t size, Status* 
   return idx;
 }
 
+std::unique_ptr<Index> Index::view_bytes(const void* data, size_t size, Status* error) {
+  if (size >= kMaxIndexBytes || reinterpret_cast<uintptr_t>(data) % 8) {
+    *error = Status::error("not a dsvmi index (too large or misaligned buffer)");
+    return nullptr;
+  }
+  std::unique_ptr<Index> idx(new Index);
+  idx->data_ = static_cast<const uint8_t*>(data);
+  idx->size_ = size;
+  Status s = idx->init();
+  if (!s) {
+    *error = s;
+    return nullptr;
+  }
+  return idx;
+}
+
 Status Index::init() {
   if (size_ < 8 || !fb::IndexBufferHasIdentifier(data_))
     return Status::error("not a dsvmi index (no DSVX identifier)");

@@ -124,6 +124,8 @@ class Index {
   static std::unique_ptr<Index> open(const std::string& path, Status* error);
   // Verifies a copy of `data` (fuzzing, tests).
   static std::unique_ptr<Index> from_bytes(const void* data, size_t size, Status* error);
+  // Verifies `data` in place; it must outlive the Index and stay 8-aligned.
+  static std::unique_ptr<Index> view_bytes(const void* data, size_t size, Status* error);
   ~Index();
 
   uint32_t format_version() const;
