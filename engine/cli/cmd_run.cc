@@ -9,6 +9,7 @@
 #include <string>
 
 #include "commands.h"
+#include "gate_args.h"
 #include "dsvmi/disk_reader.h"
 #include "dsvmi/events.h"
 #include "dsvmi/gate_writer.h"
@@ -28,6 +29,7 @@ void run_usage(FILE* out) {
                "usage: dsvmi run (--trace TRACE | --ring PATH) --index INDEX --disk IMAGE\n"
                "                 [--policy metadata|pass-all|glob:PATTERN]... [--gate GATE]\n"
                "                 [--events FILE] [--data] [--state] [--stats] [--pending-ttl SECONDS]\n"
+               "                 [--pending-max BYTES]\n"
                "Infers file-level events from the frames of a capture trace (or a live ring,\n"
                "until SIGINT/SIGTERM) and writes them as JSON Lines (docs/events.md) to stdout\n"
                "or FILE. INDEX is a crawl of IMAGE as it was when the first frame was written;\n"
@@ -38,7 +40,10 @@ void run_usage(FILE* out) {
                "  --gate     keep this gate file (dsvmi gate-create) in step with the file system\n"
                "  --data     put the written bytes (base64) into modify events\n"
                "  --state    at the end, print the engine's tree (one JSON object per path)\n"
-               "  --stats    at the end, print the engine's counters to stderr\n");
+               "  --stats    at the end, print the engine's counters to stderr\n"
+               "  --pending-max  memory cap of the pending store (data written before the\n"
+               "             metadata that owns it; default 32M): a trace replay must hold one\n"
+               "             commit interval's new data, a live run reads evicted data back\n");
 }
 
 void print_stats(const InferenceStats& s) {
@@ -46,7 +51,7 @@ void print_stats(const InferenceStats& s) {
                "dsvmi run: frames=%llu writes=%llu write_bytes=%llu flushes=%llu lost_records=%llu seq_gaps=%llu "
                "bad_frames=%llu consistency_points=%llu journal_commits=%llu journal_blocks=%llu "
                "journal_read_back=%llu journal_bad=%llu metadata_writes=%llu inodes_decoded=%llu "
-               "data_bytes_attributed=%llu pending_bytes=%llu pending_expired=%llu pending_evicted=%llu "
+               "data_bytes_attributed=%llu data_read_back=%llu pending_bytes=%llu pending_expired=%llu pending_evicted=%llu "
                "shadow_blocks=%llu disk_block_reads=%llu decode_problems=%llu forced_ops=%llu gate_updates=%llu "
                "events=%llu\n",
                (unsigned long long)s.frames, (unsigned long long)s.writes, (unsigned long long)s.write_bytes,
@@ -55,7 +60,7 @@ void print_stats(const InferenceStats& s) {
                (unsigned long long)s.journal_commits, (unsigned long long)s.journal_blocks_applied,
                (unsigned long long)s.journal_blocks_read_back, (unsigned long long)s.journal_bad_blocks,
                (unsigned long long)s.metadata_block_writes, (unsigned long long)s.inodes_decoded,
-               (unsigned long long)s.data_bytes_attributed, (unsigned long long)s.pending_bytes,
+               (unsigned long long)s.data_bytes_attributed, (unsigned long long)s.data_blocks_read_back, (unsigned long long)s.pending_bytes,
                (unsigned long long)s.pending_expired, (unsigned long long)s.pending_evicted,
                (unsigned long long)s.shadow_blocks, (unsigned long long)s.disk_block_reads,
                (unsigned long long)s.decode_problems, (unsigned long long)s.forced_ops,
@@ -91,6 +96,11 @@ int cmd_run(int argc, char** argv) {
       state = true;
     } else if (a == "--stats") {
       stats = true;
+    } else if (a == "--pending-max" && value(&v)) {
+      if (!parse_size(v, &options.pending_max_bytes)) {
+        std::fprintf(stderr, "dsvmi run: bad size '%s'\n", v.c_str());
+        return 2;
+      }
     } else if (a == "--pending-ttl" && value(&v)) {
       options.pending_ttl_ns = std::strtoull(v.c_str(), nullptr, 10) * 1000000000ull;
     } else if (a == "--policy" && value(&v)) {
@@ -143,6 +153,7 @@ int cmd_run(int argc, char** argv) {
     options.gate = gate.get();
   }
   options.disk_name = disk_path;
+  options.read_back_new_data = !ring_path.empty();
   FILE* out = stdout;
   if (!events_path.empty()) {
     out = std::fopen(events_path.c_str(), "w");

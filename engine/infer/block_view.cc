@@ -5,16 +5,29 @@
 
 namespace dsvmi::infer {
 
-Status BlockView::get_block(uint64_t b, uint8_t* out) {
+Status BlockView::get_block(uint64_t b, uint8_t* out, bool fresh) {
   if (b >= blocks()) return Status::error("block " + std::to_string(b) + " is outside the file system");
   auto it = shadow_.find(b);
   if (it != shadow_.end()) {
     std::memcpy(out, it->second.data(), bs_);
     return Status::ok();
   }
-  Status s = disk_.read(base_ + b * bs_, std::span<std::byte>(reinterpret_cast<std::byte*>(out), bs_));
-  if (!s) return s;
-  disk_block_reads++;
+  auto c = fresh ? clean_.end() : clean_.find(b);
+  if (c != clean_.end()) {
+    std::memcpy(out, c->second.data(), bs_);
+  } else {
+    Status s = disk_.read(base_ + b * bs_, std::span<std::byte>(reinterpret_cast<std::byte*>(out), bs_));
+    if (!s) return s;
+    disk_block_reads++;
+    if (clean_order_.size() < kCleanCacheBlocks) {
+      clean_order_.push_back(b);
+    } else {
+      clean_.erase(clean_order_[clean_next_]);
+      clean_order_[clean_next_] = b;
+      clean_next_ = (clean_next_ + 1) % kCleanCacheBlocks;
+    }
+    clean_[b].assign(out, out + bs_);
+  }
   auto p = pending_.find(b);
   if (p != pending_.end()) {
     for (const PendingPiece& piece : p->second) std::memcpy(out + piece.offset, piece.bytes.data(), piece.bytes.size());

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <unordered_map>
 #include <vector>
@@ -32,8 +33,16 @@ class BlockView : public DiskReader {
 
   uint32_t block_size() const { return bs_; }
   uint64_t blocks() const { return size_ / bs_; }
-  // The current image of fs block b into out (block_size bytes).
-  Status get_block(uint64_t b, uint8_t* out);
+  // The current image of fs block b into out (block_size bytes). Blocks
+  // read from the disk are kept in a small clean cache (the same directory
+  // and inode-table blocks are decoded batch after batch); fresh = true
+  // bypasses it (data read back from a live disk).
+  Status get_block(uint64_t b, uint8_t* out, bool fresh = false);
+  // Forgets a block's cached disk image (its role changed).
+  void forget(uint64_t b) {
+    shadow_.erase(b);
+    clean_.erase(b);
+  }
 
   // Shadow: metadata block images.
   std::vector<uint8_t>* shadow(uint64_t b);
@@ -41,7 +50,7 @@ class BlockView : public DiskReader {
   // rest of the block from the view first if it has no shadow yet).
   Status shadow_write(uint64_t b, uint32_t offset, const uint8_t* data, uint32_t len);
   void shadow_set(uint64_t b, const uint8_t* block);
-  void drop_shadow(uint64_t b) { shadow_.erase(b); }
+  void drop_shadow(uint64_t b) { forget(b); }
   size_t shadow_blocks() const { return shadow_.size(); }
 
   // Pending store.
@@ -59,6 +68,10 @@ class BlockView : public DiskReader {
   uint32_t bs_;
   std::unordered_map<uint64_t, std::vector<uint8_t>> shadow_;
   std::map<uint64_t, std::vector<PendingPiece>> pending_;
+  static constexpr size_t kCleanCacheBlocks = 2048;
+  std::unordered_map<uint64_t, std::vector<uint8_t>> clean_;
+  std::vector<uint64_t> clean_order_;  // FIFO ring of cached block numbers
+  size_t clean_next_ = 0;
   uint64_t pending_bytes_ = 0;
 };
 

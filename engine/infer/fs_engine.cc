@@ -284,7 +284,7 @@ void FsEngine::apply_transaction(uint32_t seq) {
   ctx_.stats.journal_commits++;
   std::vector<uint8_t> image(bs);
   for (const JournalTag& t : tags) {
-    if (t.target >= view_.blocks() || t.target < 1) {
+    if (t.target >= view_.blocks()) {
       ctx_.stats.journal_bad_blocks++;
       continue;
     }
@@ -744,6 +744,60 @@ void FsEngine::consistency_point(const FrameView& f) {
           gate_blocks(r.first, r.count, true);
         }
         map_nodes_[ino] = mn->second;
+      }
+    }
+  }
+  // Holes punched inside a watched file (blocks unmapped below its size)
+  // read as zeroes from now on: say so with a modify of zeroes.
+  for (uint64_t ino : reassigned) {
+    auto& c = changes[ino];
+    if (!c.old || !c.now || c.reused || c.now->type != FileType::Regular || !watched(ino)) continue;
+    const uint32_t bs = info_.block_size;
+    const uint64_t limit = (c.now->size + bs - 1) / bs;
+    auto mapped = [&](uint64_t logical) {
+      for (const Extent& y : c.now->extents) {
+        if (logical >= y.logical && logical < y.logical + y.length) return true;
+      }
+      return false;
+    };
+    std::vector<uint8_t> zeros;
+    for (const Extent& x : c.old->extents) {
+      for (uint64_t k = 0; k < x.length && x.logical + k < limit; k++) {
+        const uint64_t logical = x.logical + k;
+        if (x.unwritten || mapped(logical)) continue;
+        const uint64_t len = std::min<uint64_t>(bs, c.now->size - logical * bs);
+        zeros.assign(len, 0);
+        emit_modify(f, ino, logical * bs, zeros.data(), len);
+      }
+    }
+  }
+  // Low-overhead mode: data a watched file got in newly allocated blocks
+  // was written (ordered mode: before the commit) while the gate did not
+  // pass those blocks yet, so QEMU dropped it. Read it back from the disk.
+  if (ctx_.options.gate != nullptr || ctx_.options.read_back_new_data) {
+    const uint32_t bs = info_.block_size;
+    std::vector<uint8_t> block(bs);
+    for (uint64_t ino : reassigned) {
+      auto& c = changes[ino];
+      if (!c.now || c.now->type != FileType::Regular || !watched(ino)) continue;
+      const uint64_t blocks_in_size = (c.now->size + bs - 1) / bs;
+      const std::vector<Extent> none;
+      const std::vector<Extent>& oe = (c.old && !c.reused) ? c.old->extents : none;
+      for (const Extent& x : c.now->extents) {
+        if (x.unwritten) continue;
+        for (uint64_t k = 0; k < x.length && x.logical + k < blocks_in_size; k++) {
+          const uint64_t logical = x.logical + k, physical = x.physical + k;
+          bool had = false;
+          for (const Extent& y : oe) {
+            if (logical >= y.logical && logical < y.logical + y.length && y.physical + (logical - y.logical) == physical)
+              had = true;
+          }
+          if (had || view_.pending().count(physical)) continue;
+          if (!view_.get_block(physical, block.data(), /*fresh=*/true)) continue;
+          uint64_t len = std::min<uint64_t>(bs, c.now->size - logical * bs);
+          emit_modify(f, ino, logical * bs, block.data(), len);
+          ctx_.stats.data_blocks_read_back++;
+        }
       }
     }
   }

@@ -41,6 +41,11 @@ struct InferenceOptions {
   uint64_t pending_ttl_ns = 300ull * 1000000000;  // seed's "Unknown Write TTL"
   uint64_t pending_max_bytes = 32ull << 20;       // pending store memory cap
   uint64_t journal_cache_blocks = 8192;           // journal blocks held awaiting their commit
+  // The disk is live (ring mode): newly allocated blocks of watched files
+  // whose data the engine did not see (gate dropped it, or the pending store
+  // evicted it) are read back from the disk at the commit. Never for a
+  // trace replayed against the first image (it would read stale data).
+  bool read_back_new_data = false;
   std::string disk_name;            // copied into every event
   // Low-overhead mode: the engine keeps this gate in step with the file
   // system (metadata + watched files' data pass). nullptr: no gate.
@@ -57,6 +62,7 @@ struct InferenceStats {
   uint64_t metadata_block_writes = 0;  // home writes to metadata blocks
   uint64_t inodes_decoded = 0;
   uint64_t data_bytes_attributed = 0;  // data bytes that became modify events
+  uint64_t data_blocks_read_back = 0;  // watched data the gate dropped, re-read at commit
   uint64_t pending_bytes = 0, pending_blocks = 0;  // now
   uint64_t pending_expired = 0, pending_evicted = 0;  // pieces dropped (TTL / memory cap)
   uint64_t shadow_blocks = 0;          // now

@@ -97,7 +97,7 @@ echo reuse1 > w/reuse1
 echo reuse2 > w/reuse2
 dd if=/dev/urandom of=logs/data.bin bs=65536 count=16 2>/dev/null
 echo more >> logs/app.log
-dd if=/dev/urandom of=bulk.bin bs=1048576 count=24 2>/dev/null
+dd if=/dev/zero of=bulk.bin bs=1048576 count=48 2>/dev/null
 dd if=/dev/zero of=old/overwrite-me bs=4096 count=2 conv=notrunc 2>/dev/null
 sync
 """
@@ -106,7 +106,7 @@ sync
 def run_engine_on_trace(env, trace, index, original, work):
     events, state = work / "events.jsonl", work / "state.jsonl"
     r = guest.run([env.dsvmi(), "run", "--trace", trace, "--index", index, "--disk", original,
-                   "--events", events, "--data", "--state", "--stats"])
+                   "--events", events, "--data", "--state", "--stats", "--pending-max", "256M"])
     state.write_text(r.stdout)
     return events, r.stdout, r.stderr
 
