@@ -112,7 +112,8 @@ class Bench:
         frames dropped)."""
         drain = None
         if mode in DRAINED:
-            drain = subprocess.Popen([str(self.tool), "ring-drain", str(self.rings[mode])],
+            drain = subprocess.Popen([str(self.tool), "ring-drain", str(self.rings[mode])] +
+                                     (["--spin"] if self.args.spin else []),
                                      env=self.env, stdout=subprocess.PIPE, text=True)
             if drain.stdout.readline().strip() != '{"ready": true}':
                 die("ring-drain did not start")
@@ -201,6 +202,8 @@ def main():
     ap.add_argument("--work-dir", default=os.environ.get("TMPDIR", "/var/tmp"),
                     help="where the image goes (a disk file system)")
     ap.add_argument("--shm-dir", default="/dev/shm", help="where rings and gates go (tmpfs)")
+    ap.add_argument("--spin", action="store_true",
+                    help="the consumer polls instead of sleeping on the doorbell")
     ap.add_argument("--config", action="append",
                     help="only configs whose label contains this (repeatable)")
     args = ap.parse_args()

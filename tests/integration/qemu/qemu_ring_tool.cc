@@ -6,8 +6,11 @@
 //   qemu_ring_tool ring-create RING CAPACITY
 //   qemu_ring_tool ring-dump RING           one JSON object per frame (payload
 //                                           as hex), then {"stats": {...}}
-//   qemu_ring_tool ring-drain RING [SECS]   consume and discard until SIGTERM/
-//                                           SIGINT (or SECS), then {"stats"}
+//   qemu_ring_tool ring-drain RING [SECS] [--spin]
+//                                           consume and discard until SIGTERM/
+//                                           SIGINT (or SECS), then {"stats"};
+//                                           --spin polls instead of sleeping on
+//                                           the doorbell (isolates its cost)
 //   qemu_ring_tool gate-create GATE DISK_SIZE GRAIN MODE [FIRST+COUNT ...]
 //   qemu_ring_tool gate-set GATE MODE [FIRST+COUNT ...]   replace the set
 //   qemu_ring_tool gate-stat GATE           the reader's counters as JSON
@@ -135,8 +138,13 @@ int ring_dump(int argc, char** argv) {
 
 int ring_drain(int argc, char** argv) {
   uint64_t secs = 0;
+  bool spin = false;
+  if (argc >= 2 && std::strcmp(argv[argc - 1], "--spin") == 0) {
+    spin = true;
+    --argc;
+  }
   if (argc < 1 || argc > 2 || (argc == 2 && !parse_u64(argv[1], &secs))) {
-    std::fprintf(stderr, "usage: ring-drain RING [SECONDS]\n");
+    std::fprintf(stderr, "usage: ring-drain RING [SECONDS] [--spin]\n");
     return 2;
   }
   std::signal(SIGTERM, on_signal);
@@ -160,7 +168,7 @@ int ring_drain(int argc, char** argv) {
     }
     size_t n = c->Dequeue(views.data(), views.size());
     if (n == 0) {
-      c->Wait(50 * 1000 * 1000);
+      if (!spin) c->Wait(50 * 1000 * 1000);
       continue;
     }
     c->ReleaseAll();
