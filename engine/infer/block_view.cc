@@ -92,6 +92,7 @@ void BlockView::shadow_set(uint64_t b, const uint8_t* block) {
 void BlockView::add_pending(uint64_t b, PendingPiece piece) {
   pending_bytes_ += piece.bytes.size() + sizeof(PendingPiece);
   auto& list = pending_[b];
+  if (list.empty()) pending_order_.push_back(b);
   // A later write that covers an earlier piece supersedes it.
   for (auto it = list.begin(); it != list.end();) {
     if (it->offset >= piece.offset && it->offset + it->bytes.size() <= piece.offset + piece.bytes.size()) {
@@ -104,11 +105,25 @@ void BlockView::add_pending(uint64_t b, PendingPiece piece) {
   list.push_back(std::move(piece));
 }
 
+size_t BlockView::evict_oldest_pending() {
+  while (!pending_order_.empty()) {
+    uint64_t b = pending_order_.front();
+    pending_order_.pop_front();
+    auto it = pending_.find(b);
+    if (it == pending_.end()) continue;
+    size_t n = it->second.size();
+    drop_pending(b);
+    return n;
+  }
+  return 0;
+}
+
 void BlockView::drop_pending(uint64_t b) {
   auto it = pending_.find(b);
   if (it == pending_.end()) return;
   for (const PendingPiece& p : it->second) pending_bytes_ -= p.bytes.size() + sizeof(PendingPiece);
   pending_.erase(it);
+  if (pending_.empty()) pending_order_.clear();
 }
 
 }  // namespace dsvmi::infer

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <unordered_map>
 #include <vector>
@@ -57,6 +58,17 @@ class BlockView : public DiskReader {
   std::map<uint64_t, std::vector<PendingPiece>>& pending() { return pending_; }
   void add_pending(uint64_t b, PendingPiece piece);
   void drop_pending(uint64_t b);
+  // Drops the block whose pending data is oldest; returns the pieces dropped.
+  size_t evict_oldest_pending();
+  // Bounds the order queue after pending entries were erased in bulk.
+  void tidy_pending_order() {
+    if (pending_order_.size() <= 2 * pending_.size() + 1024) return;
+    std::deque<uint64_t> fresh;
+    for (uint64_t b : pending_order_) {
+      if (pending_.count(b)) fresh.push_back(b);
+    }
+    pending_order_.swap(fresh);
+  }
   uint64_t pending_bytes() const { return pending_bytes_; }
   void account_pending_removed(uint64_t bytes) { pending_bytes_ -= bytes; }
 
@@ -73,6 +85,7 @@ class BlockView : public DiskReader {
   std::vector<uint64_t> clean_order_;  // FIFO ring of cached block numbers
   size_t clean_next_ = 0;
   uint64_t pending_bytes_ = 0;
+  std::deque<uint64_t> pending_order_;  // blocks in first-write order (may hold stale entries)
 };
 
 }  // namespace dsvmi::infer

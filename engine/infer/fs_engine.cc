@@ -249,12 +249,7 @@ void FsEngine::write(const FrameView& f, uint64_t disk_offset, uint64_t len, con
   }
   // Bound the pending store: oldest pieces go first.
   while (view_.pending_bytes() > ctx_.options.pending_max_bytes && !view_.pending().empty()) {
-    auto oldest = view_.pending().begin();
-    for (auto it = view_.pending().begin(); it != view_.pending().end(); ++it) {
-      if (it->second.front().time_ns < oldest->second.front().time_ns) oldest = it;
-    }
-    ctx_.stats.pending_evicted += oldest->second.size();
-    view_.drop_pending(oldest->first);
+    ctx_.stats.pending_evicted += view_.evict_oldest_pending();
   }
 }
 
@@ -410,6 +405,7 @@ void FsEngine::decode(const std::set<uint64_t>& inos) {
   decoder_->flush_directories();
   decoder_->runs_.flush();
   ctx_.stats.decode_problems += decoded_.problems - before;
+  if (decoded_.problems != before) ctx_.stats.last_decode_problem = decoded_.last_problem;
 }
 
 // ---------------------------------------------------------------------------
@@ -864,6 +860,7 @@ void FsEngine::settle_pending(const FrameView& f) {
       }
     }
   }
+  view_.tidy_pending_order();
   ctx_.stats.pending_bytes = view_.pending_bytes();
   ctx_.stats.pending_blocks = pending.size();
   ctx_.stats.shadow_blocks = view_.shadow_blocks();
