@@ -65,6 +65,7 @@ void print_stats(const InferenceStats& s) {
                (unsigned long long)s.shadow_blocks, (unsigned long long)s.disk_block_reads,
                (unsigned long long)s.decode_problems, (unsigned long long)s.forced_ops,
                (unsigned long long)s.gate_updates, (unsigned long long)s.events);
+  if (!s.last_decode_problem.empty()) std::fprintf(stderr, "dsvmi run: last decode problem: %s\n", s.last_decode_problem.c_str());
 }
 
 }  // namespace

@@ -30,7 +30,10 @@ class DecodeSink : public CrawlSink {
   void blocks(BlockKind kind, uint64_t first, uint64_t count, uint64_t owner, uint64_t) override {
     if (owner != 0) meta[owner].push_back({kind, first, count});
   }
-  void problem(const CrawlProblem&) override { problems++; }
+  void problem(const CrawlProblem& p) override {
+    problems++;
+    last_problem = "inode " + std::to_string(p.ino) + ": " + p.what;
+  }
   void end_filesystem() override {}
   void clear() {
     inodes.clear();
@@ -45,6 +48,7 @@ class DecodeSink : public CrawlSink {
   std::unordered_map<uint64_t, std::vector<DirEntry>> entries;
   std::unordered_map<uint64_t, std::vector<Run>> meta;
   uint64_t problems = 0;
+  std::string last_problem;
 };
 
 // Shared with the engine: options, stats, the event sink and sequence.

@@ -68,6 +68,7 @@ struct InferenceStats {
   uint64_t shadow_blocks = 0;          // now
   uint64_t disk_block_reads = 0;       // blocks read back from the disk
   uint64_t decode_problems = 0;        // damage the decoder reported
+  std::string last_decode_problem;
   uint64_t forced_ops = 0;             // name operations applied out of a consistent order
   uint64_t gate_updates = 0;           // gate publications
   uint64_t events = 0;
