@@ -21,5 +21,11 @@ int cmd_ring_create(int argc, char** argv);
 int cmd_ring_stat(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 int cmd_version(int argc, char** argv);
+int cmd_daemon(int argc, char** argv);
+int cmd_attach(int argc, char** argv);
+int cmd_detach(int argc, char** argv);
+int cmd_status(int argc, char** argv);
+int cmd_policy(int argc, char** argv);
+int cmd_watch(int argc, char** argv);
 
 }  // namespace dsvmi::cli

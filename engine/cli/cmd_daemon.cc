@@ -1,0 +1,43 @@
+// dsvmi daemon: serve attach/detach/status/policy/watch on a Unix socket.
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "commands.h"
+#include "daemon_client.h"
+
+namespace dsvmi::cli {
+
+int cmd_daemon(int argc, char** argv) {
+  DaemonOptions o;
+  o.socket_path = default_daemon_socket();
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--socket" && i + 1 < argc) o.socket_path = argv[++i];
+    else if (a == "--state-dir" && i + 1 < argc) o.state_dir = argv[++i];
+    else if (a == "--metrics-file" && i + 1 < argc) o.metrics_file = argv[++i];
+    else {
+      std::fprintf(a == "--help" ? stdout : stderr,
+                   "usage: dsvmi daemon [--socket PATH] [--state-dir DIR] [--metrics-file FILE]\n"
+                   "Manages monitored disks; the CLI (attach, detach, status, policy, watch) talks to it\n"
+                   "over PATH (default $DSVMI_SOCKET or ${XDG_RUNTIME_DIR:-/tmp}/dsvmi.sock).\n"
+                   "  --state-dir     rings, gates, indexes, engine logs (default /dev/shm/dsvmi-UID)\n"
+                   "  --metrics-file  Prometheus textfile rewritten every 5 s (node_exporter textfile collector)\n");
+      return a == "--help" ? 0 : 2;
+    }
+  }
+  if (o.state_dir.empty()) o.state_dir = "/dev/shm/dsvmi-" + std::to_string(::getuid());
+  char exe[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) {
+    std::fprintf(stderr, "dsvmi daemon: cannot resolve /proc/self/exe\n");
+    return 1;
+  }
+  o.self_exe.assign(exe, size_t(n));
+  return run_daemon(o);
+}
+
+}  // namespace dsvmi::cli

@@ -1,0 +1,57 @@
+// dsvmi status [NAME]: what each attachment is doing (or --json for all of it).
+#include <cstdio>
+#include <string>
+
+#include "commands.h"
+#include "daemon_client.h"
+
+namespace dsvmi::cli {
+
+int cmd_status(int argc, char** argv) {
+  std::string socket = take_socket_arg(&argc, argv);
+  Json args(Json::Object{});
+  bool json = false;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--json") json = true;
+    else if (a[0] != '-') args.set("name", a);
+    else {
+      std::fprintf(a == "--help" ? stdout : stderr, "usage: dsvmi status [NAME] [--json] [--socket DAEMON]\n");
+      return a == "--help" ? 0 : 2;
+    }
+  }
+  Json r;
+  if (int rc = call_or_report("status", socket, "status", args, &r)) return rc;
+  if (json) {
+    std::printf("%s\n", r.dump().c_str());
+    return 0;
+  }
+  if (r.as_array().empty()) std::printf("no disks attached\n");
+  for (const auto& a : r.as_array()) {
+    std::string globs;
+    for (const auto& g : a.get("globs")->as_array()) globs += (globs.empty() ? "" : " ") + g.as_string();
+    const Json* gate = a.get("gate");
+    double disk = a.get_number("disk_size");
+    std::printf("%s\n  mode %s, globs: %s\n  node %s -> filter %s, image %s\n", a.get_string("name").c_str(),
+                a.get_string("mode").c_str(), globs.empty() ? "(none: metadata only)" : globs.c_str(),
+                a.get_string("node").c_str(), a.get_string("filter_node").c_str(), a.get_string("image").c_str());
+    std::printf("  engine %s, %lld events (%.1f/s), %lld restarts\n", a.get_string("engine").c_str(),
+                (long long)a.get_number("events"), a.get_number("events_per_s"),
+                (long long)a.get_number("engine_restarts"));
+    if (gate && gate->is_object()) {
+      double passing = gate->get_string("mode") == "pass-all" ? 1.0 : gate->get_number("set_bytes") / (disk ? disk : 1);
+      std::printf("  gate %s, %.2f%% of the disk passes; passed %lld writes / %lld bytes, dropped %lld / %lld\n",
+                  gate->get_string("mode").c_str(), 100 * passing, (long long)gate->get_number("writes_passed"),
+                  (long long)gate->get_number("bytes_passed"), (long long)gate->get_number("writes_dropped"),
+                  (long long)gate->get_number("bytes_dropped"));
+    }
+    std::string ring = a.get_string("ring");
+    for (const char* key : {"indices:", "producer:", "lost:"}) {
+      size_t p = ring.find(key);
+      if (p != std::string::npos) std::printf("  ring %s\n", ring.substr(p, ring.find('\n', p) - p).c_str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace dsvmi::cli

@@ -1,0 +1,37 @@
+// dsvmi daemon: one host process managing many monitored disks. Clients (the
+// dsvmi CLI) speak a line-delimited JSON protocol in the spirit of QMP over a
+// Unix socket (docs/daemon-protocol.md). Each attachment's engine is a child
+// process (`dsvmi run`), so one engine crash takes down neither the daemon,
+// nor other attachments, nor a VM.
+#pragma once
+#include <string>
+
+#include "dsvmi/daemon_json.h"
+#include "dsvmi/status.h"
+
+namespace dsvmi {
+
+struct DaemonOptions {
+  std::string socket_path;
+  std::string state_dir;     // rings, gates, indexes, engine logs
+  std::string self_exe;      // the dsvmi binary whose subcommands do the work
+  std::string metrics_file;  // Prometheus textfile, rewritten every few seconds ("" = none)
+};
+
+// Serves until SIGINT/SIGTERM; detaches everything on the way out.
+int run_daemon(const DaemonOptions& options);
+
+// Protocol helpers (shared by daemon and client; unit-tested).
+// A request line: {"execute": NAME, "arguments": {...}} (arguments optional).
+Status parse_request(std::string_view line, std::string* command, Json* arguments);
+Json make_error(const std::string& error_class, const std::string& desc);
+Json make_return(Json value);
+
+// Client side: connects, sends one request, reads one reply line.
+// On a protocol error reply, returns an error Status with the desc.
+Status daemon_call(const std::string& socket_path, const std::string& command, const Json& arguments,
+                   Json* result);
+// Default socket: $DSVMI_SOCKET, else ${XDG_RUNTIME_DIR:-/tmp}/dsvmi.sock.
+std::string default_daemon_socket();
+
+}  // namespace dsvmi

@@ -1,0 +1,76 @@
+// A small JSON value for the daemon's control protocol and QMP. Input comes
+// from sockets (a hostile guest cannot reach them, but a confused client or a
+// QEMU we do not control can), so parsing is bounded: nesting depth, input
+// size, and every error names what was wrong and where.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dsvmi/status.h"
+
+namespace dsvmi {
+
+class Json {
+ public:
+  enum class Type { Null, Bool, Number, String, Array, Object };
+  using Array = std::vector<Json>;
+  using Object = std::map<std::string, Json>;
+
+  Json() = default;
+  Json(std::nullptr_t) {}
+  Json(bool b) : type_(Type::Bool), bool_(b) {}
+  Json(int v) : type_(Type::Number), num_(v) {}
+  Json(int64_t v) : type_(Type::Number), num_(double(v)) {}
+  Json(uint64_t v) : type_(Type::Number), num_(double(v)) {}
+  Json(double v) : type_(Type::Number), num_(v) {}
+  Json(const char* s) : type_(Type::String), str_(s) {}
+  Json(std::string s) : type_(Type::String), str_(std::move(s)) {}
+  Json(Array a) : type_(Type::Array), arr_(std::make_shared<Array>(std::move(a))) {}
+  Json(Object o) : type_(Type::Object), obj_(std::make_shared<Object>(std::move(o))) {}
+
+  static constexpr size_t kMaxDepth = 64;
+  static constexpr size_t kMaxInput = 16 << 20;
+  // Parses exactly one value (surrounding whitespace allowed).
+  static Status parse(std::string_view text, Json* out);
+
+  Type type() const { return type_; }
+  bool is_null() const { return type_ == Type::Null; }
+  bool is_bool() const { return type_ == Type::Bool; }
+  bool is_number() const { return type_ == Type::Number; }
+  bool is_string() const { return type_ == Type::String; }
+  bool is_array() const { return type_ == Type::Array; }
+  bool is_object() const { return type_ == Type::Object; }
+
+  bool as_bool() const { return bool_; }
+  double as_number() const { return num_; }
+  const std::string& as_string() const { return str_; }
+  const Array& as_array() const;
+  const Object& as_object() const;
+  Array& mutable_array();
+  Object& mutable_object();
+
+  // Object member or nullptr (also when this is not an object).
+  const Json* get(std::string_view key) const;
+  // Convenience lookups with a default when missing or of another type.
+  std::string get_string(std::string_view key, std::string def = {}) const;
+  double get_number(std::string_view key, double def = 0) const;
+  void set(const std::string& key, Json v);
+
+  // Compact single-line serialisation (never contains a raw newline).
+  std::string dump() const;
+
+ private:
+  void dump_to(std::string* out) const;
+  Type type_ = Type::Null;
+  bool bool_ = false;
+  double num_ = 0;
+  std::string str_;
+  std::shared_ptr<Array> arr_;
+  std::shared_ptr<Object> obj_;
+};
+
+}  // namespace dsvmi
