@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "dsvmi/inference.h"
+#include "dsvmi/partition.h"
 #include "fs_engine.h"
 
 namespace dsvmi {
@@ -13,13 +14,13 @@ class Engine : public InferenceEngine {
   Status init(const Index& index, DiskReader& disk, EventSink& sink, const InferenceOptions& options) {
     ctx_.options = options;
     ctx_.sink = &sink;
-    uint32_t number = 0;
+    PartitionTable table;
+    if (!read_partition_table(disk, &table)) table.partitions.clear();
     for (const FsIndex& fs : index.filesystems()) {
-      auto e = std::make_unique<infer::FsEngine>(ctx_, fs, disk, partition_number(fs, disk));
+      auto e = std::make_unique<infer::FsEngine>(ctx_, fs, disk, partition_number(fs, table));
       Status s = e->init();
       if (!s) return s;
       fss_.push_back(std::move(e));
-      number++;
     }
     if (fss_.empty()) return Status::error("inference: the index holds no file system");
     return Status::ok();
@@ -107,10 +108,13 @@ class Engine : public InferenceEngine {
   const InferenceStats& stats() const override { return ctx_.stats; }
 
  private:
-  static uint32_t partition_number(const FsIndex& fs, DiskReader&) {
-    // The index does not record partition numbers; byte offset 0 is the
-    // whole disk (0), anything else is reported by offset order later.
-    return fs.info().partition_offset == 0 ? 0 : 1;
+  // The index records where a file system starts, not its partition
+  // number: the partition table says (0 = no table, the whole disk).
+  static uint32_t partition_number(const FsIndex& fs, const PartitionTable& table) {
+    for (const Partition& p : table.partitions) {
+      if (p.offset == fs.info().partition_offset) return p.number;
+    }
+    return 0;
   }
 
   void route(const FrameView& f, const uint8_t* data, bool discard) {

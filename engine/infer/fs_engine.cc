@@ -259,6 +259,10 @@ void FsEngine::emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offse
   if (!state_.path(ino, &e.path)) e.path.clear();
   e.offset = file_offset;
   e.length = len;
+  if (const Inode* n = state_.inode(ino)) {
+    e.has_attrs = true;
+    e.attrs = without_extents(*n);
+  }
   if (ctx_.options.capture_data) e.data.assign(data, data + len);
   ctx_.stats.data_bytes_attributed += len;
   emit(std::move(e));
