@@ -359,7 +359,14 @@ void Daemon::crawl_and_start(Attachment& a) {
   // The crawl reads the image while the guest writes it; every write since
   // the filter went in is in the ring (gate pass-all) and the engine replays
   // them after the crawl before emitting events for them.
-  std::string out = tool({"crawl", a.image, "--index", a.index}, &rc);
+  std::vector<std::string> crawl = {"crawl", a.image, "--index", a.index};
+  if (a.mode == "low-overhead") {
+    // Publishes the policy's grains (metadata + watched files' data) into the
+    // gate, replacing pass-all; the engine keeps it in step from then on.
+    crawl.insert(crawl.end(), {"--gate", a.gate, "--policy", a.globs.empty() ? "metadata" : "glob"});
+    for (const auto& g : a.globs) crawl.insert(crawl.end(), {"--glob", g});
+  }
+  std::string out = tool(crawl, &rc);
   if (rc != 0) {
     std::string last = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
     throw CommandError{"CrawlFailed", "crawl of " + a.image + " failed: " + last +
@@ -419,10 +426,17 @@ void Daemon::stop_engine(Attachment& a) {
     ::kill(a.engine, SIGTERM);
     int st;
     bool gone = false;
-    for (int i = 0; i < 100 && !gone; ++i) {
+    // Keep reading its stdout meanwhile: an engine flushing its last events
+    // into a full pipe would otherwise never exit.
+    for (int i = 0; i < 200 && !gone; ++i) {
       pid_t r = ::waitpid(a.engine, &st, WNOHANG);
-      if (r == a.engine || (r < 0 && errno == ECHILD)) gone = true;
-      else ::usleep(50 * 1000);
+      if (r == a.engine || (r < 0 && errno == ECHILD)) {
+        gone = true;
+      } else {
+        pollfd p = {a.engine_out, POLLIN, 0};
+        if (a.engine_out >= 0 && ::poll(&p, 1, 50) > 0) pump_engine(a);
+        else if (a.engine_out < 0) ::usleep(50 * 1000);
+      }
     }
     if (!gone) {
       ::kill(a.engine, SIGKILL);
