@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "dsvmi/frame_generated.h"
 #include "dsvmi/inference.h"
 #include "dsvmi/trace.h"
 
@@ -115,7 +116,41 @@ BENCHMARK(BM_MemcpyTraceBytes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
+// --diff-trace BEFORE AFTER OUT: a trace of Write frames for every 4 KiB
+// block that differs between two images, then one Flush (how the memory
+// measurement at 1M inodes gets its input; see docs/inference.md).
+int diff_trace(const char* before, const char* after, const char* out) {
+  FILE* a = std::fopen(before, "rb");
+  FILE* b = std::fopen(after, "rb");
+  dsvmi::Status s;
+  auto w = dsvmi::TraceWriter::create(out, &s);
+  if (!a || !b || !w) {
+    std::fprintf(stderr, "bench_infer: cannot open %s / %s / %s\n", before, after, out);
+    return 1;
+  }
+  std::vector<uint8_t> x(4096), y(4096);
+  uint64_t seq = 1, offset = 0, frames = 0;
+  auto put = [&](dsvmi::fb::FrameKind kind, uint64_t off, const std::vector<uint8_t>* payload) {
+    flatbuffers::FlatBufferBuilder fbb(8192);
+    flatbuffers::Offset<flatbuffers::Vector<uint8_t>> p = 0;
+    if (payload) p = fbb.CreateVector(*payload);
+    fbb.Finish(dsvmi::fb::CreateFrame(fbb, seq, kind, off, payload ? payload->size() : 0, seq * 1000, p), "DSVF");
+    seq++;
+    frames++;
+    (void)w->append({reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()), fbb.GetSize()});
+  };
+  while (std::fread(x.data(), 1, 4096, a) == 4096 && std::fread(y.data(), 1, 4096, b) == 4096) {
+    if (x != y) put(dsvmi::fb::FrameKind::Write, offset, &y);
+    offset += 4096;
+  }
+  put(dsvmi::fb::FrameKind::Flush, 0, nullptr);
+  (void)w->close();
+  std::printf("%llu frames\n", (unsigned long long)frames);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == "--diff-trace") return diff_trace(argv[2], argv[3], argv[4]);
   std::vector<char*> rest{argv[0]};
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
