@@ -201,7 +201,8 @@ class Daemon {
   void crawl_and_start(Attachment& a);
   void start_engine(Attachment& a);
   void stop_engine(Attachment& a);
-  void teardown(Attachment& a, std::vector<std::string>* problems);
+  // q: an open QMP connection to reuse (QEMU serves one client per QMP socket).
+  void teardown(Attachment& a, std::vector<std::string>* problems, QmpClient* q = nullptr);
   void pump_engine(Attachment& a);
   void reap();
   void publish(const Attachment& a, const std::string& line);
@@ -341,7 +342,7 @@ Json Daemon::attach(const Json& args) {
   try {
     crawl_and_start(a);
   } catch (const CommandError&) {
-    teardown(a, &problems);
+    teardown(a, &problems, &q);
     throw;
   }
   Json ret(Json::Object{});
@@ -371,6 +372,14 @@ void Daemon::crawl_and_start(Attachment& a) {
     std::string last = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
     throw CommandError{"CrawlFailed", "crawl of " + a.image + " failed: " + last +
                                           " (only ext2/3/4 on MBR/GPT or bare is supported)"};
+  }
+  if (out.find("total        0 file system(s)") != std::string::npos) {
+    std::string skipped;
+    for (size_t p = out.find("skipped"); p != std::string::npos; p = out.find("skipped", p + 1))
+      skipped += " " + out.substr(p, out.find('\n', p) - p);
+    throw CommandError{"UnsupportedFileSystem", "no supported file system on " + a.image + " (" +
+                                                    (skipped.empty() ? "nothing recognised" : skipped.substr(1)) +
+                                                    "); dsvmi watches ext2/3/4"};
   }
   start_engine(a);
 }
@@ -454,9 +463,10 @@ void Daemon::stop_engine(Attachment& a) {
 
 // Filter out of the guest's path first (seed §2.6.2), then the engine, then
 // files. Works with the engine already dead and with QEMU gone.
-void Daemon::teardown(Attachment& a, std::vector<std::string>* problems) {
-  QmpClient q;
-  if (Status s = q.connect(a.qmp); !s) {
+void Daemon::teardown(Attachment& a, std::vector<std::string>* problems, QmpClient* open) {
+  QmpClient own;
+  QmpClient& q = open ? *open : own;
+  if (Status s = open ? Status::ok() : own.connect(a.qmp); !s) {
     problems->push_back("QMP " + a.qmp + ": " + s.message() + " (VM gone? filter removal skipped)");
   } else {
     Json r, set(Json::Object{});

@@ -103,7 +103,15 @@ def main():
         d.mkdir(parents=True, exist_ok=True)
         disk = guest.make_ext4(d / "disk.img", 64, {"hello": b"hi\n"})
         chain = guest.DiskChain(disk, fmt="raw", prefix=name)
-        vms[name] = (guest.Guest(env, d, WORKLOAD, chain, control=True), chain, disk)
+        extra = []
+        if name == "vm2":  # a second disk with no file system dsvmi knows (vfat)
+            blank = d / "blank.img"
+            guest.run(["truncate", "-s", "16M", blank])
+            guest.run(["mkfs.vfat", blank])
+            extra = ["-blockdev", json.dumps({"driver": "file", "node-name": "blank-file", "filename": str(blank)}),
+                     "-blockdev", json.dumps({"driver": "raw", "node-name": "blank-raw", "file": "blank-file"}),
+                     "-device", "virtio-blk-pci,id=vdisk1,drive=blank-raw"]
+        vms[name] = (guest.Guest(env, d, WORKLOAD, chain, control=True, extra_args=extra), chain, disk)
 
     daemon = subprocess.Popen([env.dsvmi(), "daemon", "--socket", sock, "--state-dir", str(state),
                                "--metrics-file", str(work / "dsvmi.prom")],
@@ -135,7 +143,16 @@ def main():
         r = cli.run("attach", "--qmp", str(vm1.qmp_path), "--node", chain1.fmt_node, "--policy",
                     str(bad_policy), expect=1)
         assert "unknown key 'globz'" in r.stderr
+        r = cli.run("attach", "--qmp", str(vms["vm2"][0].qmp_path), "--node", "blank-raw", expect=1)
+        assert "no supported file system" in r.stderr and "vfat" in r.stderr
+        q = qmp_mod.QMP.connect(str(vms["vm2"][0].qmp_path), timeout=30)
+        nodes = [n["node-name"] for n in q.execute("query-named-block-nodes")]
+        roots = {b.get("qdev"): b.get("inserted", {}).get("node-name") for b in q.execute("query-block")}
+        q.close()
+        assert not any(n.startswith("dsvmi-") for n in nodes), f"failed attach left a filter: {nodes}"
+        assert "blank-raw" in roots.values(), f"failed attach did not restore the drive: {roots}"
         assert cli.status() == {}
+        assert not list(state.glob("ring-*")) and not list(state.glob("gate-*")), "failed attach left files"
 
         logs_policy = work / "logs.policy"
         logs_policy.write_text("# watch the logs only\nmode = low-overhead\nglob = /var/log/**\n")
@@ -168,6 +185,10 @@ def main():
         assert g1["mode"] == "set" and g1["writes_passed"] > 0 and g1["writes_dropped"] > 0, g1
         assert g2["mode"] == "pass-all" and g2["writes_passed"] > 0 and g2["writes_dropped"] == 0, g2
         cli.run("status")  # the human view renders
+        r = cli.run("policy", "explain", "h1:vm1:vda", str(work / "logs.policy"))
+        m = re.search(r"passes ([\d.]+)% of the disk", r.stdout)
+        assert m and 0 < float(m.group(1)) < 100, r.stdout
+        assert "metadata blocks" in r.stdout
 
         data_policy = work / "data.policy"
         data_policy.write_text('{"mode": "low-overhead", "globs": ["/data/**"]}\n')
