@@ -173,7 +173,7 @@ class DaemonTest : public ::testing::Test {
       DaemonOptions o;
       o.socket_path = socket_;
       o.state_dir = dir_ + "/state";
-      o.self_exe = "/bin/false";  // no real subcommands reachable in these tests
+      o.self_exe = self_exe_;
       ::_exit(run_daemon(o));
     }
     for (int i = 0; i < 200; ++i) {
@@ -197,8 +197,10 @@ class DaemonTest : public ::testing::Test {
     return daemon_call(socket_, "attach", args, &r);
   }
   std::string dir_, socket_;
+  std::string self_exe_ = "/bin/false";  // subcommands fail unless a test sets the real CLI
   pid_t pid_ = -1;
 };
+
 
 TEST_F(DaemonTest, StatusEmptyAndUnknownCommand) {
   Json r;
@@ -256,6 +258,40 @@ TEST_F(DaemonTest, AttachFailingRingCreationChangesNothingInQemu) {
   ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
   EXPECT_TRUE(r.as_array().empty());
 }
+
+#ifdef DSVMI_CLI_PATH
+class DaemonWithCliTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    self_exe_ = DSVMI_CLI_PATH;
+    DaemonTest::SetUp();
+  }
+};
+
+// QEMU 7.2 without the patch rejects the driver name in blockdev-add's enum
+// ("Parameter 'driver' does not accept value 'dsvmi'", qapi-visit-core.c).
+TEST_F(DaemonWithCliTest, UnpatchedQemuIsNamedAndRolledBack) {
+  FakeQmp q(dir_ + "/qmp.sock", [](const std::string& cmd, const Json&) {
+    if (cmd == "query-named-block-nodes") return std::string(kNodes);
+    if (cmd == "query-block") return std::string(kBlock);
+    if (cmd == "blockdev-add")
+      return std::string(R"({"error": {"class": "GenericError", "desc": "Parameter 'driver' does not accept value 'dsvmi'"}})");
+    return std::string(R"({"return": {}})");
+  });
+  Status s = attach(dir_ + "/qmp.sock", "disk-fmt");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("no dsvmi filter driver"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("qemu-patches/build.sh"), std::string::npos) << s.message();
+  for (const auto& c : q.commands) EXPECT_NE(c, "qom-set");
+  // The ring and gate it created first are gone again.
+  std::string left;
+  FILE* ls = ::popen(("ls " + dir_ + "/state").c_str(), "r");
+  char buf[256];
+  while (ls && std::fgets(buf, sizeof buf, ls)) left += buf;
+  if (ls) ::pclose(ls);
+  EXPECT_EQ(left, "") << "left behind in the state dir";
+}
+#endif
 
 }  // namespace
 }  // namespace dsvmi
