@@ -644,6 +644,13 @@ void FsEngine::consistency_point(const FrameView& f) {
     watched_cache_.erase(op.ino);
     emit(std::move(e));
   };
+  // Which files were watched under their old names (see below).
+  std::map<uint64_t, bool> watched_before;
+  for (const Op& op : ops) {
+    auto c = changes.find(op.ino);
+    const bool fresh = c != changes.end() && c->second.now && (!c->second.old || c->second.reused);
+    if (!fresh && !watched_before.count(op.ino)) watched_before[op.ino] = watched(op.ino);
+  }
   size_t remaining = ops.size();
   while (remaining > 0) {
     bool progress = false;
@@ -665,6 +672,34 @@ void FsEngine::consistency_point(const FrameView& f) {
       apply(op);
       remaining--;
       break;
+    }
+  }
+
+  // A name change can make a file (un)watched: its existing data blocks
+  // follow in the gate (new ones are handled with block ownership below).
+  if (ctx_.options.gate != nullptr && ctx_.options.policy.kind == GatePolicyKind::MetadataAndGlobs) {
+    std::set<uint64_t> renamed;
+    for (const Op& op : ops) renamed.insert(op.ino);
+    const uint32_t bs = info_.block_size;
+    std::vector<uint8_t> block(bs);
+    for (uint64_t ino : renamed) {
+      const Inode* n = state_.inode(ino);
+      if (n == nullptr || n->type != FileType::Regular) continue;
+      const bool pass = watched(ino);
+      for (const Extent& x : n->extents) gate_blocks(x.physical, x.length, pass);
+      // Moved under a watched name: its data so far was dropped, so its
+      // current contents (from the live disk) are what subscribers start from.
+      auto wb = watched_before.find(ino);
+      if (!pass || wb == watched_before.end() || wb->second) continue;
+      const Inode copy = *n;
+      for (const Extent& x : copy.extents) {
+        for (uint64_t k = 0; k < x.length && (x.logical + k) * bs < copy.size; k++) {
+          if (x.unwritten || !view_.get_block(x.physical + k, block.data(), /*fresh=*/true)) continue;
+          const uint64_t off = (x.logical + k) * bs;
+          emit_modify(f, ino, off, block.data(), std::min<uint64_t>(bs, copy.size - off));
+          ctx_.stats.data_blocks_read_back++;
+        }
+      }
     }
   }
 

@@ -59,6 +59,7 @@ yes dsvmi-log-line | head -c 300000 >> logs/app.log
 echo appended >> w/f1
 sync
 mv w/f2 w/f2.renamed
+mv w/f14 logs/moved-in.log
 mv w/f3 deep/a/f3
 echo victim > w/victim
 sync
@@ -97,6 +98,7 @@ echo reuse1 > w/reuse1
 echo reuse2 > w/reuse2
 dd if=/dev/urandom of=logs/data.bin bs=65536 count=16 2>/dev/null
 echo more >> logs/app.log
+echo tail >> logs/moved-in.log
 dd if=/dev/zero of=bulk.bin bs=1048576 count=48 2>/dev/null
 dd if=/dev/zero of=old/overwrite-me bs=4096 count=2 conv=notrunc 2>/dev/null
 sync
