@@ -54,6 +54,25 @@ inline Status parse_policy_text(const std::string& text, Json* out) {
     if (!m->is_string() || (m->as_string() != "low-overhead" && m->as_string() != "full"))
       return Status::error("policy: mode must be low-overhead or full");
   }
+  // Sizes and seconds: digits (sizes may end in K/M/G), checked here so an
+  // engine never starts with a value it would refuse.
+  for (const char* key : {"pending_ttl", "pending_max", "ring_size"}) {
+    const Json* v = p.get(key);
+    if (!v) continue;
+    std::string t = v->is_number() ? Json(v->as_number()).dump() : v->is_string() ? v->as_string() : "";
+    size_t digits = t.find_first_not_of("0123456789");
+    bool ok = !t.empty() && digits != 0 &&
+              (digits == std::string::npos ||
+               (std::string(key) != "pending_ttl" && digits == t.size() - 1 && std::string("KMG").find(t.back()) != std::string::npos));
+    if (!ok) return Status::error(std::string("policy: ") + key + " must be a number" +
+                                  (std::string(key) == "pending_ttl" ? " of seconds" : " of bytes (K/M/G suffix allowed)"));
+  }
+  if (const Json* r = p.get("resync")) {
+    // Lost ranges (ring overflow) are resynced by the engine re-reading the
+    // disk; no other strategy exists yet, so no other value is accepted.
+    if (!r->is_string() || r->as_string() != "engine")
+      return Status::error("policy: resync supports only 'engine' (the engine re-reads lost ranges)");
+  }
   if (const Json* g = p.get("globs")) {
     if (!g->is_array()) return Status::error("policy: globs must be a list");
     for (const auto& x : g->as_array()) {

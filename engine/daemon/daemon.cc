@@ -166,6 +166,7 @@ Json parse_key_values(const std::string& text) {
 struct Attachment {
   std::string name, qmp, node, filter_node, device, image, mode;
   std::vector<std::string> globs;
+  std::string pending_ttl, pending_max;  // engine options ("" = its defaults)
   uint64_t disk_size = 0;
   std::string ring, gate, index, log;
   pid_t engine = -1;
@@ -249,8 +250,19 @@ std::vector<std::string> string_list(const Json* j) {
   return out;
 }
 
+// Policy values arrive as strings (key = value files) or numbers (JSON).
+std::string scalar(const Json& args, const char* key, std::string def) {
+  const Json* v = args.get(key);
+  if (!v) return def;
+  if (v->is_string()) return v->as_string();
+  if (v->is_number()) return Json(v->as_number()).dump();
+  throw CommandError{"InvalidArgument", std::string(key) + " must be a string or a number"};
+}
+
 Json Daemon::attach(const Json& args) {
   Attachment a;
+  a.pending_ttl = scalar(args, "pending_ttl", "");
+  a.pending_max = scalar(args, "pending_max", "");
   a.qmp = args.get_string("qmp");
   a.node = args.get_string("node");
   a.mode = args.get_string("mode", "low-overhead");
@@ -303,7 +315,7 @@ Json Daemon::attach(const Json& args) {
   a.log = opt_.state_dir + "/engine-" + id + ".log";
   int rc;
   std::vector<std::string> problems;
-  std::string out = tool({"ring-create", a.ring, "--size", args.get_string("ring_size", "64M")}, &rc);
+  std::string out = tool({"ring-create", a.ring, "--size", scalar(args, "ring_size", "64M")}, &rc);
   if (rc != 0) throw CommandError{"RingFailed", out};
   // Pass-all while the crawl runs: nothing the guest writes meanwhile is missed.
   out = tool({"gate-create", a.gate, "--disk-size", std::to_string(a.disk_size), "--mode", "pass-all"}, &rc);
@@ -403,6 +415,8 @@ void Daemon::start_engine(Attachment& a) {
     argv.push_back("--gate");
     argv.push_back(a.gate);
   }
+  if (!a.pending_ttl.empty()) argv.insert(argv.end(), {"--pending-ttl", a.pending_ttl});
+  if (!a.pending_max.empty()) argv.insert(argv.end(), {"--pending-max", a.pending_max});
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) throw CommandError{"EngineFailed", std::strerror(errno)};
   int log = ::open(a.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -506,6 +520,8 @@ Json Daemon::policy_set(const Json& args) {
   if (mode != "low-overhead" && mode != "full")
     throw CommandError{"InvalidArgument", "mode must be low-overhead or full, not '" + mode + "'"};
   std::vector<std::string> globs = args.get("globs") ? string_list(args.get("globs")) : a.globs;
+  a.pending_ttl = scalar(args, "pending_ttl", a.pending_ttl);
+  a.pending_max = scalar(args, "pending_max", a.pending_max);
   // The engine owns the gate while it runs: stop it (frames keep arriving in
   // the ring), pass everything while the index is rebuilt, then start an
   // engine with the new policy, which republishes the gate.

@@ -110,6 +110,11 @@ TEST(Policy, KeyValueAndJson) {
   EXPECT_FALSE(s);
   EXPECT_NE(s.message().find("unknown key 'mdoe'"), std::string::npos) << s.message();
   EXPECT_FALSE(cli::parse_policy_text("mode = fast\n", &p));
+  EXPECT_TRUE(cli::parse_policy_text("pending_ttl = 30\npending_max = 64M\nring_size = 128M\nresync = engine\n", &p));
+  EXPECT_FALSE(cli::parse_policy_text("pending_ttl = 30s\n", &p));
+  EXPECT_FALSE(cli::parse_policy_text("pending_max = lots\n", &p));
+  EXPECT_FALSE(cli::parse_policy_text("resync = never\n", &p));
+  EXPECT_TRUE(cli::parse_policy_text(R"({"pending_ttl": 10, "pending_max": "1G"})", &p));
   EXPECT_FALSE(cli::parse_policy_text("just words\n", &p));
   EXPECT_FALSE(cli::parse_policy_text(R"({"globs":"/x"})", &p));
 }
