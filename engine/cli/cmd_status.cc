@@ -33,7 +33,10 @@ int cmd_status(int argc, char** argv) {
     const Json* gate = a.get("gate");
     double disk = a.get_number("disk_size");
     std::printf("%s\n  mode %s, globs: %s\n  node %s -> filter %s, image %s\n", a.get_string("name").c_str(),
-                a.get_string("mode").c_str(), globs.empty() ? "(none: metadata only)" : globs.c_str(),
+                a.get_string("mode").c_str(),
+                a.get_string("mode") == "full" ? "(full mode: every file)"
+                : globs.empty()                ? "(none: metadata only)"
+                                               : globs.c_str(),
                 a.get_string("node").c_str(), a.get_string("filter_node").c_str(), a.get_string("image").c_str());
     std::printf("  engine %s, %lld events (%.1f/s), %lld restarts\n", a.get_string("engine").c_str(),
                 (long long)a.get_number("events"), a.get_number("events_per_s"),
@@ -45,6 +48,8 @@ int cmd_status(int argc, char** argv) {
                   (long long)gate->get_number("bytes_passed"), (long long)gate->get_number("writes_dropped"),
                   (long long)gate->get_number("bytes_dropped"));
     }
+    if (!a.get_string("gate_at_crawl").empty())
+      std::printf("  why (at crawl): %s\n", a.get_string("gate_at_crawl").c_str());
     std::string ring = a.get_string("ring");
     for (const char* key : {"indices:", "producer:", "lost:"}) {
       size_t p = ring.find(key);

@@ -167,6 +167,7 @@ struct Attachment {
   std::string name, qmp, node, filter_node, device, image, mode;
   std::vector<std::string> globs;
   std::string pending_ttl, pending_max;  // engine options ("" = its defaults)
+  std::string gate_why;                  // the crawl's account of what the gate passes
   uint64_t disk_size = 0;
   std::string ring, gate, index, log;
   pid_t engine = -1;
@@ -393,6 +394,12 @@ void Daemon::crawl_and_start(Attachment& a) {
                                                     (skipped.empty() ? "nothing recognised" : skipped.substr(1)) +
                                                     "); dsvmi watches ext2/3/4"};
   }
+  a.gate_why.clear();
+  if (size_t g = out.find("\ngate "); g != std::string::npos) {
+    size_t colon = out.find(": ", g);
+    size_t end = out.find('\n', g + 1);
+    if (colon != std::string::npos && colon < end) a.gate_why = out.substr(colon + 2, end - colon - 2);
+  }
   start_engine(a);
 }
 
@@ -569,6 +576,21 @@ Json Daemon::status(const Json& args) {
     std::string gate = tool({"gate-stat", a.gate}, &rc);
     o.set("gate", rc == 0 ? parse_key_values(gate) : Json(gate));
     o.set("ring", tool({"ring-stat", a.ring}, &rc));
+    o.set("gate_at_crawl", a.gate_why);
+    // "producer: produced N frames / B bytes, dropped N frames / B bytes, lost records L"
+    Json ring(Json::Object{});
+    std::string text = o.get_string("ring");
+    unsigned long long pf = 0, pb = 0, df = 0, db = 0, lost = 0;
+    if (size_t p = text.find("producer:"); p != std::string::npos &&
+        std::sscanf(text.c_str() + p, "producer: produced %llu frames / %llu bytes, dropped %llu frames / %llu bytes, lost records %llu",
+                    &pf, &pb, &df, &db, &lost) == 5) {
+      ring.set("frames", uint64_t(pf));
+      ring.set("bytes", uint64_t(pb));
+      ring.set("dropped_frames", uint64_t(df));
+      ring.set("dropped_bytes", uint64_t(db));
+      ring.set("lost_records", uint64_t(lost));
+    }
+    o.set("ring_counters", ring);
     list.push_back(o);
   }
   return Json(list);
@@ -653,23 +675,48 @@ void Daemon::reap() {
   }
 }
 
+// Prometheus label values: backslash, quote and newline escaped.
+std::string label(const std::string& v) {
+  std::string o;
+  for (char c : v) {
+    if (c == '\\' || c == '"') o += '\\';
+    if (c == '\n') o += "\\n";
+    else o += c;
+  }
+  return o;
+}
+
 void Daemon::write_metrics() {
   if (opt_.metrics_file.empty()) return;
+  Json all = status(Json(Json::Object{}));
+  struct Metric {
+    const char *name, *type, *help, *object, *key;
+  };
+  static const Metric kMetrics[] = {
+      {"dsvmi_events_total", "counter", "File-level events emitted by the engine.", nullptr, "events"},
+      {"dsvmi_engine_restarts_total", "counter", "Engine restarts (policy changes).", nullptr, "engine_restarts"},
+      {"dsvmi_gate_writes_passed_total", "counter", "Guest writes the gate passed into the ring.", "gate", "writes_passed"},
+      {"dsvmi_gate_bytes_passed_total", "counter", "Bytes of guest writes the gate passed.", "gate", "bytes_passed"},
+      {"dsvmi_gate_writes_dropped_total", "counter", "Guest writes the gate dropped.", "gate", "writes_dropped"},
+      {"dsvmi_gate_bytes_dropped_total", "counter", "Bytes of guest writes the gate dropped.", "gate", "bytes_dropped"},
+      {"dsvmi_gate_set_bytes", "gauge", "Bytes of the disk the gate passes (set mode).", "gate", "set_bytes"},
+      {"dsvmi_ring_frames_total", "counter", "Frames QEMU wrote into the ring.", "ring_counters", "frames"},
+      {"dsvmi_ring_dropped_frames_total", "counter", "Frames lost to a full ring.", "ring_counters", "dropped_frames"},
+      {"dsvmi_ring_lost_records_total", "counter", "Lost-range records (resyncs needed).", "ring_counters", "lost_records"},
+  };
   std::string tmp = opt_.metrics_file + ".tmp";
   std::ofstream out(tmp);
-  out << "# HELP dsvmi_events_total File-level events emitted by the engine.\n# TYPE dsvmi_events_total counter\n";
-  for (auto& [n, a] : atts_) out << "dsvmi_events_total{disk=\"" << n << "\"} " << a.events << "\n";
-  out << "# HELP dsvmi_engine_up 1 while the attachment's engine runs.\n# TYPE dsvmi_engine_up gauge\n";
-  for (auto& [n, a] : atts_) out << "dsvmi_engine_up{disk=\"" << n << "\"} " << (a.engine > 0 ? 1 : 0) << "\n";
-  const char* gate_keys[] = {"writes_passed", "bytes_passed", "writes_dropped", "bytes_dropped"};
-  for (const char* k : gate_keys) {
-    out << "# TYPE dsvmi_gate_" << k << "_total counter\n";
-    for (auto& [n, a] : atts_) {
-      int rc;
-      Json g = parse_key_values(tool({"gate-stat", a.gate}, &rc));
-      if (rc == 0) out << "dsvmi_gate_" << k << "_total{disk=\"" << n << "\"} " << uint64_t(g.get_number(k)) << "\n";
+  for (const Metric& m : kMetrics) {
+    out << "# HELP " << m.name << " " << m.help << "\n# TYPE " << m.name << " " << m.type << "\n";
+    for (const auto& a : all.as_array()) {
+      const Json* src = m.object ? a.get(m.object) : &a;
+      if (!src || !src->get(m.key)) continue;
+      out << m.name << "{disk=\"" << label(a.get_string("name")) << "\"} " << uint64_t(src->get_number(m.key)) << "\n";
     }
   }
+  out << "# HELP dsvmi_engine_up 1 while the disk's engine runs.\n# TYPE dsvmi_engine_up gauge\n";
+  for (const auto& a : all.as_array())
+    out << "dsvmi_engine_up{disk=\"" << label(a.get_string("name")) << "\"} " << (a.get_string("engine") == "running") << "\n";
   out.close();
   ::rename(tmp.c_str(), opt_.metrics_file.c_str());
 }
