@@ -93,9 +93,10 @@ RingProducer::~RingProducer() {
   if (fd_ >= 0) close(fd_);
 }
 
-bool RingProducer::Reserve(uint64_t record_len) {
-  if (record_len > geo_.max_record) return false;
-  if (geo_.capacity - (prod_ - cached_cons_) >= record_len) return true;
+bool RingProducer::Reserve(uint64_t record_len, uint64_t extra) {
+  if (record_len > geo_.max_record || extra > geo_.max_record) return false;
+  const uint64_t need = record_len + extra;  // <= 2 * max_record <= capacity
+  if (geo_.capacity - (prod_ - cached_cons_) >= need) return true;
   // Acquire: pairs with the consumer's release of cons_index, so the
   // consumer's last reads of the space we are about to reuse happen before
   // our writes to it.
@@ -103,13 +104,10 @@ bool RingProducer::Reserve(uint64_t record_len) {
   if (prod_ - cons > geo_.capacity) {
     stats_.bad_consumer_index++;
     hdr_->producer.bad_consumer_index.store(stats_.bad_consumer_index, std::memory_order_relaxed);
-    // If our own index was scribbled on too, restore it so that a consumer
-    // that republishes a sane index can find us again (self-healing).
-    hdr_->producer.prod_index.store(prod_, std::memory_order_release);
     return false;
   }
   cached_cons_ = cons;
-  return geo_.capacity - (prod_ - cons) >= record_len;
+  return geo_.capacity - (prod_ - cons) >= need;
 }
 
 bool RingProducer::HasRoomFor(size_t payload_len) {
@@ -232,13 +230,13 @@ bool RingProducer::Produce(int kind, uint64_t offset, uint64_t length, const str
     payload_len = static_cast<size_t>(length);
   }
   // After a drop, the Lost frame goes first so the consumer learns exactly
-  // where in the sequence the gap is.
-  if (lost_.frames && !EmitPendingLost()) {
-    Drop(seq, offset, length);
-    return false;
-  }
+  // where in the sequence the gap is. It goes out only together with the
+  // frame after it: alone, it would spend the last free bytes of a full ring
+  // on one Lost record per dropped request. Until then the loss stays
+  // pending (mirrored in the header).
   const uint64_t record_len = RecordBytes(payload_len);
-  if (!Reserve(record_len)) {
+  if (!Reserve(record_len, lost_.frames ? RecordBytes(0) : 0) ||
+      (lost_.frames && !EmitPendingLost())) {
     Drop(seq, offset, length);
     return false;
   }

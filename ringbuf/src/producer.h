@@ -43,7 +43,8 @@ class RingProducer {
   static uint64_t RecordBytes(size_t payload_len) {
     return AlignUp(kRecordHeaderBytes + FrameRegionBound(payload_len), kRecordAlign);
   }
-  bool Reserve(uint64_t record_len);
+  // True when record_len bytes (plus `extra` right after them) are free.
+  bool Reserve(uint64_t record_len, uint64_t extra = 0);
   // Builds and publishes one record; false if the builder bound was wrong.
   bool Emit(uint64_t record_len, const FrameFields& f, bool with_payload, const struct iovec* iov, int iovcnt,
             size_t iov_skip, size_t payload_len);
