@@ -38,9 +38,10 @@ int cmd_status(int argc, char** argv) {
                 : globs.empty()                ? "(none: metadata only)"
                                                : globs.c_str(),
                 a.get_string("node").c_str(), a.get_string("filter_node").c_str(), a.get_string("image").c_str());
-    std::printf("  engine %s, %lld events (%.1f/s), %lld restarts\n", a.get_string("engine").c_str(),
+    std::printf("  engine %s%s, %lld events (%.1f/s), %lld restarts, %lld suppressed while catching up\n",
+                a.get_string("engine").c_str(), a.get("catching_up") && a.get("catching_up")->as_bool() ? " (catching up)" : "",
                 (long long)a.get_number("events"), a.get_number("events_per_s"),
-                (long long)a.get_number("engine_restarts"));
+                (long long)a.get_number("engine_restarts"), (long long)a.get_number("suppressed_events"));
     if (gate && gate->is_object()) {
       double passing = gate->get_string("mode") == "pass-all" ? 1.0 : gate->get_number("set_bytes") / (disk ? disk : 1);
       std::printf("  gate %s, %.2f%% of the disk passes; passed %lld writes / %lld bytes, dropped %lld / %lld\n",

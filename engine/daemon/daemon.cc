@@ -168,6 +168,10 @@ struct Attachment {
   std::vector<std::string> globs;
   std::string pending_ttl, pending_max;  // engine options ("" = its defaults)
   std::string gate_why;                  // the crawl's account of what the gate passes
+  // Seed §2.6.1: no events until the engine has consumed every frame written
+  // up to the end of the crawl (the model is inconsistent before that).
+  bool catching_up = false;
+  uint64_t catch_up_to = 0, suppressed = 0;
   uint64_t disk_size = 0;
   std::string ring, gate, index, log;
   pid_t engine = -1;
@@ -206,6 +210,8 @@ class Daemon {
   // q: an open QMP connection to reuse (QEMU serves one client per QMP socket).
   void teardown(Attachment& a, std::vector<std::string>* problems, QmpClient* q = nullptr);
   void pump_engine(Attachment& a);
+  bool ring_indices(const Attachment& a, uint64_t* producer, uint64_t* consumer);
+  void check_caught_up(Attachment& a);
   void reap();
   void publish(const Attachment& a, const std::string& line);
   void write_metrics();
@@ -394,6 +400,9 @@ void Daemon::crawl_and_start(Attachment& a) {
                                                     (skipped.empty() ? "nothing recognised" : skipped.substr(1)) +
                                                     "); dsvmi watches ext2/3/4"};
   }
+  uint64_t producer = 0, consumer = 0;
+  a.catching_up = ring_indices(a, &producer, &consumer);
+  a.catch_up_to = producer;
   a.gate_why.clear();
   if (size_t g = out.find("\ngate "); g != std::string::npos) {
     size_t colon = out.find(": ", g);
@@ -571,6 +580,8 @@ Json Daemon::status(const Json& args) {
     o.set("engine_restarts", a.restarts);
     o.set("events", a.events);
     o.set("events_per_s", a.events_per_s);
+    o.set("catching_up", a.catching_up);
+    o.set("suppressed_events", a.suppressed);
     o.set("attached_s", now_s() - a.attached_at);
     int rc;
     std::string gate = tool({"gate-stat", a.gate}, &rc);
@@ -637,8 +648,28 @@ void Daemon::publish(const Attachment& a, const std::string& line) {
   }
 }
 
+bool Daemon::ring_indices(const Attachment& a, uint64_t* producer, uint64_t* consumer) {
+  int rc;
+  std::string text = tool({"ring-stat", a.ring}, &rc);
+  unsigned long long p = 0, c = 0;
+  size_t at = text.find("indices:");
+  if (rc != 0 || at == std::string::npos ||
+      std::sscanf(text.c_str() + at, "indices: producer %llu, consumer %llu", &p, &c) != 2)
+    return false;
+  *producer = p;
+  *consumer = c;
+  return true;
+}
+
+void Daemon::check_caught_up(Attachment& a) {
+  if (!a.catching_up) return;
+  uint64_t producer, consumer;
+  if (!ring_indices(a, &producer, &consumer) || consumer >= a.catch_up_to || a.engine <= 0) a.catching_up = false;
+}
+
 void Daemon::pump_engine(Attachment& a) {
   char buf[65536];
+  bool checked = false;
   while (a.engine_out >= 0) {
     ssize_t n = ::read(a.engine_out, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
@@ -654,7 +685,12 @@ void Daemon::pump_engine(Attachment& a) {
       std::string line = a.out_buf.substr(0, nl);
       a.out_buf.erase(0, nl + 1);
       ++a.events;
-      publish(a, line);
+      if (a.catching_up && !checked) {
+        check_caught_up(a);
+        checked = true;
+      }
+      if (a.catching_up) ++a.suppressed;
+      else publish(a, line);
     }
     if (a.out_buf.size() > daemon_internal::kMaxLine) a.out_buf.clear();
   }
@@ -785,6 +821,7 @@ int Daemon::run() {
         a.rate_t = t;
         a.rate_events = a.events;
       }
+      check_caught_up(a);
     }
     if (t - last_metrics >= 5) {
       write_metrics();
