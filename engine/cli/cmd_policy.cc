@@ -106,6 +106,9 @@ int cmd_policy(int argc, char** argv) {
   }
   Json args = policy;
   args.set("name", argv[1]);
+  // A file is a whole policy: no globs in it means none (metadata only).
+  if (!args.get("globs")) args.set("globs", Json(Json::Array{}));
+  if (!args.get("mode")) args.set("mode", "low-overhead");
   Json r;
   if (int rc = call_or_report("policy", socket, "policy-set", args, &r)) return rc;
   std::printf("policy of %s: mode %s, globs %s\n", r.get_string("name").c_str(), r.get_string("mode").c_str(),

@@ -540,10 +540,11 @@ Json Daemon::policy_set(const Json& args) {
   a.pending_max = scalar(args, "pending_max", a.pending_max);
   // The engine owns the gate while it runs: stop it (frames keep arriving in
   // the ring), pass everything while the index is rebuilt, then start an
-  // engine with the new policy, which republishes the gate.
+  // engine with the new policy. The old policy's grains are cleared: the
+  // crawl only adds the new policy's.
   stop_engine(a);
   int rc;
-  std::string out = tool({"gate-set", a.gate, "--mode", "pass-all"}, &rc);
+  std::string out = tool({"gate-set", a.gate, "--mode", "pass-all", "--clear-all"}, &rc);
   if (rc != 0) throw CommandError{"GateFailed", out};
   a.mode = mode;
   a.globs = globs;
