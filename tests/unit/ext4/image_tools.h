@@ -2,6 +2,8 @@
 // sfdisk, sgdisk) and record what a crawler reports.
 #pragma once
 
+#include "../common/shell.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -13,29 +15,9 @@
 
 namespace dsvmi::testing {
 
-// Runs a shell command; returns its stdout. *exit_code gets the status.
-inline std::string run(const std::string& command, int* exit_code = nullptr) {
-  std::string out;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) {
-    if (exit_code) *exit_code = -1;
-    return out;
-  }
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int rc = pclose(p);
-  if (exit_code) *exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
-}
+using shell::quote;
+using shell::run;
 
-inline std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') q += "'\\''"; else q += c;
-  }
-  return q + "'";
-}
 
 class TempDir {
  public:

@@ -2,6 +2,8 @@
 // tests, and parsing what debugfs prints.
 #pragma once
 
+#include "../common/shell.h"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -18,24 +20,9 @@
 
 namespace dsvmi::test {
 
-// Runs `cmd` through /bin/sh, returns stdout; *status gets the exit status.
-inline std::string run(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
+using shell::quote;
+using shell::run;
 
-inline std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 struct TempDir {
   std::filesystem::path path;

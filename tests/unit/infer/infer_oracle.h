@@ -4,6 +4,8 @@
 // reference replay of JSON events onto a tree.
 #pragma once
 
+#include "../common/shell.h"
+
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -22,28 +24,9 @@
 
 namespace dsvmi::testing {
 
-inline std::string run(const std::string& command, int* exit_code = nullptr) {
-  std::string out;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) {
-    if (exit_code) *exit_code = -1;
-    return out;
-  }
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int rc = pclose(p);
-  if (exit_code) *exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
-}
+using shell::quote;
+using shell::run;
 
-inline std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') q += "'\\''"; else q += c;
-  }
-  return q + "'";
-}
 
 inline std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
