@@ -178,7 +178,7 @@ def main():
     log_path = work / "engine.log"
     with open(log_path, "w") as log:
         engine = subprocess.Popen(
-            ["stdbuf", "-oL", dsvmi, "run", "--ring", ring, "--index", index, "--disk", disk,
+            [dsvmi, "run", "--ring", ring, "--index", index, "--disk", disk,
              "--gate", gate, "--policy", "glob:" + WATCH, "--stats"],
             stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
     printer = EventPrinter(args.json)

@@ -221,6 +221,9 @@ int cmd_run(int argc, char** argv) {
         }
       }
       ring->ReleaseAll();
+      // Live: subscribers read events as they happen, not when a stdio
+      // buffer fills.
+      if (n > 0) std::fflush(out);
       if (rc) break;
       if (n == 0) {
         if (draining) break;
