@@ -4,10 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static bool fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static bool fail(char *err, size_t err_len, const char *fmt, ...)
+bool dsvmi_gate_fail(char *err, size_t err_len, const char *fmt, ...)
 {
     if (err && err_len) {
         va_list ap;
@@ -45,7 +42,7 @@ static bool index_container(const uint8_t *buf, uint32_t i, uint32_t key,
         for (uint32_t j = 0; j < n; j++) {
             uint16_t v = dsvmi_gate_load16(data + 2 * j);
             if ((int32_t)v <= prev) {
-                return fail(err, err_len,
+                return dsvmi_gate_fail(err, err_len,
                             "frozen bitmap: container %u (key %u): array value "
                             "%u at index %u is not above its predecessor %d",
                             i, key, v, j, prev);
@@ -61,13 +58,13 @@ static bool index_container(const uint8_t *buf, uint32_t i, uint32_t key,
             uint32_t start = dsvmi_gate_load16(data + 4 * j);
             uint32_t len = dsvmi_gate_load16(data + 4 * j + 2);
             if ((int32_t)start <= prev_end) {
-                return fail(err, err_len,
+                return dsvmi_gate_fail(err, err_len,
                             "frozen bitmap: container %u (key %u): run %u "
                             "starts at %u, inside or before run %u (ends %d)",
                             i, key, j, start, j - 1, prev_end);
             }
             if (start + len > 0xffff) {
-                return fail(err, err_len,
+                return dsvmi_gate_fail(err, err_len,
                             "frozen bitmap: container %u (key %u): run %u "
                             "[%u, +%u] passes the container end 65535",
                             i, key, j, start, len);
@@ -87,30 +84,30 @@ bool dsvmi_gate_index_build(const uint8_t *buf, uint64_t size,
 {
     memset(table, 0, (size_t)nkeys * sizeof(*table));
     if (size < 4) {
-        return fail(err, err_len,
+        return dsvmi_gate_fail(err, err_len,
                     "frozen bitmap: %" PRIu64 " bytes, shorter than its "
                     "4-byte header", size);
     }
     if (size > UINT32_MAX) {
-        return fail(err, err_len,
+        return dsvmi_gate_fail(err, err_len,
                     "frozen bitmap: %" PRIu64 " bytes, more than 4 GiB", size);
     }
     uint32_t header;
     memcpy(&header, buf + size - 4, sizeof(header));
     if ((header & 0x7fff) != DSVMI_FROZEN_COOKIE) {
-        return fail(err, err_len,
+        return dsvmi_gate_fail(err, err_len,
                     "frozen bitmap: header 0x%08x lacks the frozen cookie %u",
                     header, DSVMI_FROZEN_COOKIE);
     }
     uint32_t n = header >> 15;
     if (n > nkeys) {
-        return fail(err, err_len,
+        return dsvmi_gate_fail(err, err_len,
                     "frozen bitmap: %u containers, the disk has room for %u",
                     n, nkeys);
     }
     uint64_t trailer = 5 * (uint64_t)n + 4;
     if (trailer > size) {
-        return fail(err, err_len,
+        return dsvmi_gate_fail(err, err_len,
                     "frozen bitmap: %u containers need a %" PRIu64
                     "-byte trailer, the buffer holds %" PRIu64 " bytes",
                     n, trailer, size);
@@ -128,12 +125,12 @@ bool dsvmi_gate_index_build(const uint8_t *buf, uint64_t size,
         uint16_t count = dsvmi_gate_load16(counts + 2 * i);
         uint8_t type = types[i];
         if ((int32_t)key <= prev_key) {
-            return fail(err, err_len,
+            return dsvmi_gate_fail(err, err_len,
                         "frozen bitmap: container %u has key %u, not above "
                         "the previous key %d", i, key, prev_key);
         }
         if (key >= nkeys) {
-            return fail(err, err_len,
+            return dsvmi_gate_fail(err, err_len,
                         "frozen bitmap: container %u has key %u, beyond the "
                         "disk's last key %u", i, key, nkeys - 1);
         }
@@ -144,7 +141,7 @@ bool dsvmi_gate_index_build(const uint8_t *buf, uint64_t size,
             break;
         case DSVMI_FROZEN_ARRAY:
             if (count >= 4096) {
-                return fail(err, err_len,
+                return dsvmi_gate_fail(err, err_len,
                             "frozen bitmap: container %u is an array of %u "
                             "values (CRoaring keeps at most 4096)", i,
                             count + 1u);
@@ -155,14 +152,14 @@ bool dsvmi_gate_index_build(const uint8_t *buf, uint64_t size,
             zone[type] += 4 * (uint64_t)count;
             break;
         default:
-            return fail(err, err_len,
+            return dsvmi_gate_fail(err, err_len,
                         "frozen bitmap: container %u has unknown type code %u",
                         i, type);
         }
     }
     uint64_t expected = zone[1] + zone[2] + zone[3] + trailer;
     if (expected != size) {
-        return fail(err, err_len,
+        return dsvmi_gate_fail(err, err_len,
                     "frozen bitmap: its containers describe %" PRIu64
                     " bytes, the buffer holds %" PRIu64, expected, size);
     }

@@ -51,6 +51,13 @@ struct dsvmi_gate_container {
  * NULL, the number of set values and of containers. On failure writes a
  * one-line reason into err, leaves table cleared and returns false.
  */
+/*
+ * Writes a printf-style reason into err (if err_len > 0) and returns false:
+ * the one way gate code reports why it refused something.
+ */
+bool dsvmi_gate_fail(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 bool dsvmi_gate_index_build(const uint8_t *buf, uint64_t size,
                             struct dsvmi_gate_container *table, uint32_t nkeys,
                             uint8_t *scratch, uint64_t *cardinality,

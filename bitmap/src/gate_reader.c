@@ -51,19 +51,6 @@ struct dsvmi_gate_reader {
     char err[DSVMI_GATE_ERROR_LEN];
 };
 
-static bool fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static bool fail(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
 
 static inline void store_relaxed(uint64_t *p, uint64_t v)
 {
@@ -75,28 +62,28 @@ bool dsvmi_gate_check_header(const volatile void *mapped, uint64_t mapped_len,
                              size_t err_len)
 {
     if (mapped_len < DSVMI_GATE_HEADER_SIZE) {
-        return fail(err, err_len, "gate: %" PRIu64 " bytes, smaller than the "
+        return dsvmi_gate_fail(err, err_len, "gate: %" PRIu64 " bytes, smaller than the "
                     "%u-byte header", mapped_len, DSVMI_GATE_HEADER_SIZE);
     }
     struct dsvmi_gate_header h; /* line 0 only; read once */
     memcpy(&h, (const void *)mapped, offsetof(struct dsvmi_gate_header, published));
     if (h.magic != DSVMI_GATE_MAGIC) {
-        return fail(err, err_len, "gate: bad magic 0x%016" PRIx64
+        return dsvmi_gate_fail(err, err_len, "gate: bad magic 0x%016" PRIx64
                     " (not a dsvmi gate)", h.magic);
     }
     if (h.layout_version != DSVMI_GATE_LAYOUT_VERSION) {
-        return fail(err, err_len, "gate: layout version %u, this build "
+        return dsvmi_gate_fail(err, err_len, "gate: layout version %u, this build "
                     "speaks %u", h.layout_version, DSVMI_GATE_LAYOUT_VERSION);
     }
     if (h.header_size != DSVMI_GATE_HEADER_SIZE) {
-        return fail(err, err_len, "gate: header size %u, expected %u",
+        return dsvmi_gate_fail(err, err_len, "gate: header size %u, expected %u",
                     h.header_size, DSVMI_GATE_HEADER_SIZE);
     }
     uint32_t roaring = DSVMI_GATE_ROARING_VERSION(ROARING_VERSION_MAJOR,
                                                   ROARING_VERSION_MINOR,
                                                   ROARING_VERSION_REVISION);
     if (h.roaring_version != roaring) {
-        return fail(err, err_len, "gate: written with CRoaring %u.%u.%u, this "
+        return dsvmi_gate_fail(err, err_len, "gate: written with CRoaring %u.%u.%u, this "
                     "build reads the frozen format of %u.%u.%u",
                     h.roaring_version >> 16, (h.roaring_version >> 8) & 0xff,
                     h.roaring_version & 0xff, roaring >> 16,
@@ -104,38 +91,38 @@ bool dsvmi_gate_check_header(const volatile void *mapped, uint64_t mapped_len,
     }
     if (h.grain_shift < DSVMI_GATE_MIN_GRAIN_SHIFT ||
         h.grain_shift > DSVMI_GATE_MAX_GRAIN_SHIFT) {
-        return fail(err, err_len, "gate: grain shift %u outside [%u, %u]",
+        return dsvmi_gate_fail(err, err_len, "gate: grain shift %u outside [%u, %u]",
                     h.grain_shift, DSVMI_GATE_MIN_GRAIN_SHIFT,
                     DSVMI_GATE_MAX_GRAIN_SHIFT);
     }
     if (h.nslots < DSVMI_GATE_DEFAULT_SLOTS || h.nslots > DSVMI_GATE_MAX_SLOTS) {
-        return fail(err, err_len, "gate: %u slots outside [%u, %u]", h.nslots,
+        return dsvmi_gate_fail(err, err_len, "gate: %u slots outside [%u, %u]", h.nslots,
                     DSVMI_GATE_DEFAULT_SLOTS, DSVMI_GATE_MAX_SLOTS);
     }
     uint64_t grain = 1ULL << h.grain_shift;
     if (h.disk_size == 0 || h.disk_size > (1ULL << 52)) {
-        return fail(err, err_len, "gate: disk size %" PRIu64 " out of range",
+        return dsvmi_gate_fail(err, err_len, "gate: disk size %" PRIu64 " out of range",
                     h.disk_size);
     }
     uint64_t grains = (h.disk_size + grain - 1) >> h.grain_shift;
     if (grains > (1ULL << 32)) {
-        return fail(err, err_len, "gate: disk of %" PRIu64 " bytes has %"
+        return dsvmi_gate_fail(err, err_len, "gate: disk of %" PRIu64 " bytes has %"
                     PRIu64 " grains of %" PRIu64 " bytes, more than 2^32",
                     h.disk_size, grains, grain);
     }
     uint64_t capacity = dsvmi_gate_slot_capacity(grains);
     if (h.slot_capacity != capacity) {
-        return fail(err, err_len, "gate: slot capacity %" PRIu64 ", expected %"
+        return dsvmi_gate_fail(err, err_len, "gate: slot capacity %" PRIu64 ", expected %"
                     PRIu64 " for %" PRIu64 " grains", h.slot_capacity, capacity,
                     grains);
     }
     uint64_t file_size = DSVMI_GATE_HEADER_SIZE + h.nslots * capacity;
     if (h.file_size != file_size) {
-        return fail(err, err_len, "gate: file size field %" PRIu64
+        return dsvmi_gate_fail(err, err_len, "gate: file size field %" PRIu64
                     ", expected %" PRIu64, h.file_size, file_size);
     }
     if (file_size > mapped_len) {
-        return fail(err, err_len, "gate: needs %" PRIu64 " bytes, only %"
+        return dsvmi_gate_fail(err, err_len, "gate: needs %" PRIu64 " bytes, only %"
                     PRIu64 " are mapped", file_size, mapped_len);
     }
     geo->grain_shift = h.grain_shift;
@@ -154,7 +141,7 @@ bool dsvmi_gate_check_slot(const uint8_t *base, const struct dsvmi_gate_geometry
                            size_t err_len)
 {
     if (slot >= g->nslots) {
-        return fail(err, err_len, "gate: published slot %u, the gate has %u",
+        return dsvmi_gate_fail(err, err_len, "gate: published slot %u, the gate has %u",
                     slot, g->nslots);
     }
     const struct dsvmi_gate_header *h = (const struct dsvmi_gate_header *)base;
@@ -165,7 +152,7 @@ bool dsvmi_gate_check_slot(const uint8_t *base, const struct dsvmi_gate_geometry
     uint64_t sum = dsvmi_gate_slot_checksum(base + desc->offset, desc->size,
                                             generation, desc->mode);
     if (sum != desc->checksum) {
-        return fail(err, err_len, "gate slot %u: checksum mismatch (stored "
+        return dsvmi_gate_fail(err, err_len, "gate slot %u: checksum mismatch (stored "
                     "%016" PRIx64 ", computed %016" PRIx64 ") for generation %"
                     PRIu64, slot, desc->checksum, sum, generation);
     }
@@ -178,26 +165,26 @@ bool dsvmi_gate_check_desc(const struct dsvmi_gate_geometry *g, uint32_t slot,
                            size_t err_len)
 {
     if (slot >= g->nslots) {
-        return fail(err, err_len, "gate: published slot %u, the gate has %u",
+        return dsvmi_gate_fail(err, err_len, "gate: published slot %u, the gate has %u",
                     slot, g->nslots);
     }
     if (desc->generation != generation) {
-        return fail(err, err_len, "gate slot %u: holds generation %" PRIu64
+        return dsvmi_gate_fail(err, err_len, "gate slot %u: holds generation %" PRIu64
                     ", published as %" PRIu64, slot, desc->generation,
                     generation);
     }
     uint64_t offset = dsvmi_gate_slot_offset(g, slot);
     if (desc->offset != offset || desc->capacity != g->slot_capacity) {
-        return fail(err, err_len, "gate slot %u: buffer at %" PRIu64 " (+%"
+        return dsvmi_gate_fail(err, err_len, "gate slot %u: buffer at %" PRIu64 " (+%"
                     PRIu64 "), expected %" PRIu64 " (+%" PRIu64 ")", slot,
                     desc->offset, desc->capacity, offset, g->slot_capacity);
     }
     if (desc->size > g->slot_capacity) {
-        return fail(err, err_len, "gate slot %u: %" PRIu64 " bytes in a %"
+        return dsvmi_gate_fail(err, err_len, "gate slot %u: %" PRIu64 " bytes in a %"
                     PRIu64 "-byte buffer", slot, desc->size, g->slot_capacity);
     }
     if (desc->mode < DSVMI_GATE_MODE_PASS_ALL || desc->mode > DSVMI_GATE_MODE_SET) {
-        return fail(err, err_len, "gate slot %u: unknown mode %u", slot,
+        return dsvmi_gate_fail(err, err_len, "gate slot %u: unknown mode %u", slot,
                     desc->mode);
     }
     return true;
@@ -224,7 +211,7 @@ static dsvmi_gate_reader_t *reader_new(uint8_t *base, size_t len,
             free(r->scratch);
             free(r);
         }
-        fail(err, err_len, "gate: out of memory for a %u-container index",
+        dsvmi_gate_fail(err, err_len, "gate: out of memory for a %u-container index",
              geo.nkeys);
         return NULL;
     }
@@ -242,17 +229,17 @@ API dsvmi_gate_reader_t *dsvmi_gate_reader_open(const char *path, char *err,
 {
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
-        fail(err, err_len, "gate %s: %s", path, strerror(errno));
+        dsvmi_gate_fail(err, err_len, "gate %s: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fail(err, err_len, "gate %s: not a regular file", path);
+        dsvmi_gate_fail(err, err_len, "gate %s: not a regular file", path);
         close(fd);
         return NULL;
     }
     if ((uint64_t)st.st_size < DSVMI_GATE_HEADER_SIZE) {
-        fail(err, err_len, "gate %s: %lld bytes, smaller than the header",
+        dsvmi_gate_fail(err, err_len, "gate %s: %lld bytes, smaller than the header",
              path, (long long)st.st_size);
         close(fd);
         return NULL;
@@ -260,7 +247,7 @@ API dsvmi_gate_reader_t *dsvmi_gate_reader_open(const char *path, char *err,
     size_t len = (size_t)st.st_size;
     void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
-        fail(err, err_len, "gate %s: mmap: %s", path, strerror(errno));
+        dsvmi_gate_fail(err, err_len, "gate %s: mmap: %s", path, strerror(errno));
         close(fd);
         return NULL;
     }
@@ -283,10 +270,10 @@ API dsvmi_gate_reader_t *dsvmi_gate_reader_open(const char *path, char *err,
     };
     if (fcntl(fd, F_OFD_SETLK, &lk) != 0) {
         if (errno == EAGAIN || errno == EACCES) {
-            fail(err, err_len, "gate %s: already has a reader (one dsvmi "
+            dsvmi_gate_fail(err, err_len, "gate %s: already has a reader (one dsvmi "
                  "filter per gate)", path);
         } else {
-            fail(err, err_len, "gate %s: lock: %s", path, strerror(errno));
+            dsvmi_gate_fail(err, err_len, "gate %s: lock: %s", path, strerror(errno));
         }
         r->owns_mapping = true;
         dsvmi_gate_reader_free(r);
