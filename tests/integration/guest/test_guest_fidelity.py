@@ -10,7 +10,9 @@ workload (workload_fs_ops.py), syncs and powers off. Then:
   * `e2fsck -fn` is clean on both images;
   * debugfs shows every file of the workload with its exact content, link
     count, symlink target (the oracle in workload_fs_ops.check);
-  * the capture lost nothing, and the trace is not trivially small.
+  * the capture lost nothing, and the trace is not trivially small;
+  * `dsvmi crawl` of the guest-written final disk lists every directory as
+    debugfs does.
 The raw variant also runs fstrim, so Discard frames are replayed (as holes).
 
 usage: test_guest_fidelity.py --build-dir BUILD --format raw|qcow2
@@ -24,6 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lib"))
 sys.path.insert(0, str(HERE))
+import crawl_oracle  # noqa: E402
 import guest  # noqa: E402
 import workload_fs_ops  # noqa: E402
 
@@ -100,6 +103,12 @@ def main():
         assert clean, f"e2fsck -fn on the {name} image:\n{out}"
     workload_fs_ops.check(final_raw)
     workload_fs_ops.check(replayed)
+    # The crawler on a disk a real guest kernel wrote (not mkfs): every
+    # directory as debugfs lists it.
+    index = work / "final.dsvx"
+    guest.run([env.dsvmi(), "crawl", final_raw, "--index", index])
+    dirs, n = crawl_oracle.compare_crawl(env.dsvmi(), index, final_raw)
+    print(f"crawl of the guest-written disk: {dirs} directories, {n} entries equal to debugfs")
     print(f"PASS guest_fidelity_{args.format}")
 
 
