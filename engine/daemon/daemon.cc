@@ -413,8 +413,9 @@ void Daemon::crawl_and_start(Attachment& a) {
 }
 
 void Daemon::start_engine(Attachment& a) {
-  // stdbuf: the engine's JSON Lines go to a pipe; line buffering makes watch live.
-  std::vector<std::string> argv = {"/usr/bin/stdbuf", "-oL", opt_.self_exe, "run", "--ring", a.ring,
+  // `dsvmi run` flushes its events after every burst it reads from a live
+  // ring, so watchers see them as they happen through this pipe.
+  std::vector<std::string> argv = {opt_.self_exe, "run", "--ring", a.ring,
                                    "--index", a.index, "--disk", a.image};
   if (a.mode == "full") {
     argv.push_back("--policy");
