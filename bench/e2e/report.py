@@ -94,9 +94,13 @@ def write(results, out):
         lines.append(f"- low-overhead gate: metadata + {', '.join(results['low_overhead_globs'])}, "
                      f"{i['grains_set']} of {i['grains_total']} 4 KiB grains set (crawl of the pristine image, "
                      "static for the run: `dsvmi bench static-gate`)")
-    lat = results.get("event_latency")
-    lines.append("- event latency p50/p99: " + (f"{lat['p50_ms']} / {lat['p99_ms']} ms" if lat else
-                 "not reported (neither `dsvmi run --stats` nor `dsvmi capture` reports it yet)"))
+    lat = results.get("event_latency") or {}
+    if not lat:
+        lines.append("- event latency: not reported (the consumer printed no event_latency_* counters)")
+    for x, v in lat.items():
+        lines.append(f"- {MODE_LABEL[x]}: event latency (frame timestamp in QEMU to event emitted) "
+                     f"p50 {v['p50_ms']} ms, p99 {v['p99_ms']} ms (median over {v['boots']} boots; worst p99 "
+                     f"{v['p99_ms_worst']} ms, max {v['max_ms']} ms; {v['events']} events)")
     for x in fm:
         ev = [b["consumer_stats"].get("events") for b in results["boots"]
               if b["mode"] == x and b.get("consumer_stats") and "events" in b["consumer_stats"]]

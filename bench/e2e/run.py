@@ -238,7 +238,8 @@ class Consumer:
         for line in text.splitlines():
             if line.startswith("capture-stats ") or line.startswith("dsvmi run: frames="):
                 body = line.split(" ", 1)[1] if line.startswith("capture-stats") else line[len("dsvmi run: "):]
-                stats = {k: int(v) for k, v in (kv.split("=") for kv in body.split()) if v.isdigit()}
+                stats = {k: (int(v) if v.isdigit() else float(v))
+                         for k, v in re.findall(r"(\w+)=(\d+(?:\.\d+)?)\b", body)}
         if self.kind == "run" and self.events_path.exists():
             with open(self.events_path, "rb") as f:
                 stats["event_lines"] = sum(1 for _ in f)
@@ -287,7 +288,7 @@ class Runner:
         self.accel = accel
         self.work = work
         self.disk_size = pristine.stat().st_size
-        self.script = wl.guest_script(args.workloads, args.size)
+        self.script = wl.guest_script(args.workloads, args.size, args.install_set)
         self.static_gate = None
 
     def prepare(self):
@@ -531,6 +532,26 @@ def engine_memory(boots, modes):
     return out
 
 
+def event_latency(boots, modes):
+    """Per mode, from the engine's final counters (`dsvmi run --stats`:
+    event_latency_p50_us / _p99_us / _max_us, emission time minus the
+    timestamp QEMU put on the frame that made the change visible): the
+    median and the worst over repetitions. None when no engine reported it."""
+    out = {}
+    for mode in modes:
+        rows = [b.get("consumer_stats") or {} for b in boots if b["mode"] == mode]
+        rows = [r for r in rows if "event_latency_p50_us" in r and r.get("events")]
+        if not rows:
+            continue
+        p50 = [r["event_latency_p50_us"] / 1000 for r in rows]
+        p99 = [r["event_latency_p99_us"] / 1000 for r in rows]
+        mx = [r.get("event_latency_max_us", 0) / 1000 for r in rows]
+        out[mode] = {"p50_ms": round(statistics.median(p50), 3), "p99_ms": round(statistics.median(p99), 3),
+                     "p99_ms_worst": round(max(p99), 3), "max_ms": round(max(mx), 3),
+                     "events": sum(r["events"] for r in rows), "boots": len(rows)}
+    return out or None
+
+
 def machine_info(accel, accel_reason):
     load = os.getloadavg()
     kernel = platform.release()
@@ -565,6 +586,9 @@ def parse_args(argv=None):
     ap.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     ap.add_argument("--consumer", choices=["auto", "run", "capture"], default="auto",
                     help="ring consumer: dsvmi run (the engine) or dsvmi capture (auto: run if present)")
+    ap.add_argument("--install-set", choices=["quick", "full"],
+                    help="package set of the install workload (default: quick at every size; full = "
+                         "apache2, php, git: ~6 min per boot under TCG)")
     ap.add_argument("--guest-mib", type=int, default=512)
     ap.add_argument("--boot-timeout", type=float, help="seconds per boot (default by size)")
     ap.add_argument("--no-block-layer", action="store_true", help="skip bench/qemu_bench.py")
@@ -638,14 +662,14 @@ def main(argv=None):
         "machine": machine, "loadavg_end": os.getloadavg(), "suite_seconds": suite_seconds,
         "guest": {"memory_mib": args.guest_mib, "recipe": recipe.splitlines()[:6],
                   "kernel": (env.guest_dir / "kernel.txt").read_text().strip(),
-                  "sizes": {w: wl.SIZES[w][args.size] for w in args.workloads}},
+                  "sizes": wl.sizes(args.workloads, args.size, args.install_set)},
         "consumers": runner.consumer_kinds,
         "low_overhead_gate": getattr(runner, "static_gate_info", None),
         "low_overhead_globs": LOW_OVERHEAD_GLOBS,
         "phases": expected,
         "table": aggregate(boots, args.modes, args.workloads, expected),
         "engine_memory": engine_memory(boots, args.modes),
-        "event_latency": None,  # the capture consumer emits no events
+        "event_latency": event_latency(boots, args.modes),
         "boots": boots,
     }
     if not args.no_block_layer:
