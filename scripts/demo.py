@@ -1,24 +1,25 @@
 #!/usr/bin/env python3
 """dsvmi demo: a guest's file activity, watched live in low-overhead mode.
 
-Run through scripts/demo.sh (which builds everything first). Steps:
-  1. make a small ext4 disk that looks like a server's (/etc, /var/log, /home);
-  2. crawl it into an index and publish a gate that passes only file-system
-     metadata and the data of /var/log/** (low-overhead mode: QEMU drops every
-     other data write before copying it);
-  3. start the engine (`dsvmi run`) on a fresh ring, boot the demo guest with
-     the dsvmi filter above its disk, and print each inferred event as it
-     arrives;
-  4. end with a summary: events, writes passed vs dropped by the gate, bytes
-     copied into the ring vs bytes the guest wrote.
+Run through scripts/demo.sh (which builds everything first). Steps, as an
+operator would do them on a host (docs/user-guide.md):
+  1. make a small ext4 disk that looks like a server's (/etc, /var/log, /home)
+     and boot the demo guest on it under the patched QEMU, WITHOUT dsvmi;
+  2. start `dsvmi daemon` and attach it to the running VM through its QMP
+     socket: `dsvmi attach --qmp ... --node ... --policy demo.policy`
+     (low-overhead mode: the gate passes file-system metadata and the data of
+     /var/log/**, QEMU drops every other data write before copying it);
+  3. `dsvmi watch 'demo:*:/**'` prints each inferred event as it arrives
+     while the guest works;
+  4. end with a summary from `dsvmi status` (events, writes passed vs
+     dropped by the gate, bytes copied into the ring vs bytes written), then
+     `dsvmi detach` while the VM still runs.
 """
 
 import argparse
 import collections
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -44,7 +45,11 @@ INITIAL_TREE = {
 
 # What the guest does: a busy little web server and an intruder. Each step
 # ends with `sync` so the journal commits and the engine sees it at once.
+# It waits for the host's go-ahead (after the attach) on its second serial
+# port, and at the end for the host's detach before it powers off.
 WORKLOAD = r"""
+echo DEMO-READY
+read -r go < /dev/ttyS1
 step() { sync; sleep 1; }
 log() { echo "Nov 25 $(date +%H:%M:%S) web1 $1" >> var/log/syslog; }
 i=0
@@ -73,6 +78,13 @@ rm -f tmp/payload.bin home/alice/notes.txt
 truncate -s 0 var/log/nginx/access.log
 log "logrotate: access.log truncated"
 step
+echo DEMO-DONE
+read -r bye < /dev/ttyS1
+"""
+
+POLICY = f"""# the demo's policy: low-overhead mode, the logs' contents watched
+mode = low-overhead
+glob = {WATCH}
 """
 
 COLOURS = {
@@ -128,23 +140,22 @@ class EventPrinter:
         print(f"  {t:7.2f}s  {k} {path:<48} {extra}", flush=True)
 
 
-def gate_counters(dsvmi, path):
-    """`dsvmi gate-stat` prints `key: value` lines."""
-    out = guest.run([dsvmi, "gate-stat", path]).stdout
-    return {k: int(v) for k, v in re.findall(r"^\s*([a-z_]+)\s*[:=]\s*(\d+)\s*$", out, re.M)}
+class Cli:
+    """The dsvmi CLI against the demo's daemon."""
+
+    def __init__(self, dsvmi, socket):
+        self.dsvmi, self.socket = dsvmi, socket
+
+    def __call__(self, *args, check=True):
+        r = subprocess.run([self.dsvmi, *map(str, args), "--socket", self.socket], capture_output=True,
+                           text=True, timeout=600)
+        if check and r.returncode != 0:
+            raise DemoError(f"dsvmi {args[0]}: {(r.stderr or r.stdout).strip()}")
+        return r
 
 
-def ring_counters(dsvmi, path):
-    """The producer and consumer lines of `dsvmi ring-stat`."""
-    out = guest.run([dsvmi, "ring-stat", path]).stdout
-    c = {}
-    m = re.search(r"produced (\d+) frames / (\d+) bytes, dropped (\d+) frames", out)
-    if m:
-        c["produced_frames"], c["produced_bytes"], c["dropped_frames"] = map(int, m.groups())
-    m = re.search(r"delivered (\d+) frames / (\d+) bytes", out)
-    if m:
-        c["delivered_frames"], c["delivered_bytes"] = map(int, m.groups())
-    return c
+class DemoError(Exception):
+    pass
 
 
 def human(n):
@@ -166,65 +177,96 @@ def main():
     say = (lambda s: print(f"\033[1m==> {s}\033[0m", file=sys.stderr)) if sys.stderr.isatty() \
         else (lambda s: print(f"==> {s}", file=sys.stderr))
 
-    say("making the demo disk (ext4, 128 MiB) and crawling it")
+    say("making the demo disk (ext4, 128 MiB) and booting the demo guest on it (no dsvmi yet)")
     disk = guest.make_ext4(work / "disk.img", 128, INITIAL_TREE)
-    index = work / "disk.dsvx"
-    ring = guest.shm_path("demo", "ring")
-    gate = guest.shm_path("demo", "gate")
-    crawl = guest.run([dsvmi, "crawl", disk, "--index", index, "--gate", gate, "--glob", WATCH])
-    print(crawl.stdout.rstrip(), file=sys.stderr)
-
-    say(f"low-overhead mode: the gate passes metadata + data of {WATCH}; starting the engine")
-    log_path = work / "engine.log"
-    with open(log_path, "w") as log:
-        engine = subprocess.Popen(
-            [dsvmi, "run", "--ring", ring, "--index", index, "--disk", disk,
-             "--gate", gate, "--policy", "glob:" + WATCH, "--stats"],
-            stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
+    chain = guest.DiskChain(disk, prefix="demo")
+    vm = guest.Guest(env, work, WORKLOAD, chain, control=True)
+    state = Path(f"/dev/shm/dsvmi-demo-{os.getpid()}")  # the daemon's rings and gates (tmpfs)
+    sock = str(work / "daemon.sock")
+    cli = Cli(dsvmi, sock)
+    name = "demo:web1:vda"
+    policy = work / "demo.policy"
+    policy.write_text(POLICY)
+    daemon = watch = None
     printer = EventPrinter(args.json)
-    reader = threading.Thread(target=lambda: [printer(l.rstrip("\n")) for l in engine.stdout], daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 30
-    while "ready" not in log_path.read_text():
-        if engine.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"demo: the engine did not start:\n{log_path.read_text()}")
-        time.sleep(0.05)
-
-    say("booting the demo guest under the patched QEMU (TCG); its file activity, live:")
-    vm = guest.Guest(env, work, WORKLOAD, guest.DiskChain(disk, dsvmi={"ring": str(ring), "gate": str(gate)}))
-    ok = True
+    ok, summary = True, None
     try:
         vm.start()
-        vm.wait(timeout=300)
-    except guest.GuestError as e:
-        ok = False
-        print(f"demo: the guest failed: {e}", file=sys.stderr)
-    finally:
-        vm.kill()
-        engine.send_signal(signal.SIGTERM)
-        rc = engine.wait(timeout=60)
-        reader.join(timeout=10)
+        vm.wait_for_console("DEMO-READY", 180)
+        daemon = subprocess.Popen([dsvmi, "daemon", "--socket", sock, "--state-dir", state,
+                                   "--metrics-file", work / "dsvmi.prom"],
+                                  stderr=open(work / "daemon.log", "w"), env=env.process_env())
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock):
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise DemoError(f"the daemon did not start; see {work / 'daemon.log'}")
+            time.sleep(0.05)
 
-    g = gate_counters(dsvmi, gate)
-    r = ring_counters(dsvmi, ring)
-    passed_w, dropped_w = g.get("writes_passed", 0), g.get("writes_dropped", 0)
-    passed_b, dropped_b = g.get("bytes_passed", 0), g.get("bytes_dropped", 0)
-    written = passed_b + dropped_b
+        say(f"dsvmi attach --qmp {vm.qmp_path.name} --node {chain.fmt_node} --name {name} "
+            f"--policy demo.policy   (low-overhead: metadata + data of {WATCH})")
+        t0 = time.monotonic()
+        r = cli("attach", "--qmp", vm.qmp_path, "--node", chain.fmt_node, "--name", name, "--policy", policy)
+        print(r.stdout.rstrip() or f"attached {name}", file=sys.stderr)
+        print(f"  (filter inserted, disk crawled, engine caught up in {time.monotonic() - t0:.1f} s)",
+              file=sys.stderr)
+
+        watch = subprocess.Popen([dsvmi, "watch", "demo:*:/**", "--socket", sock], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        last_event = [time.monotonic()]
+
+        def pump():
+            for line in watch.stdout:
+                last_event[0] = time.monotonic()
+                printer(line.rstrip("\n"))
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        time.sleep(0.5)  # subscribed before the guest starts writing
+
+        say("the guest's file activity, live (dsvmi watch 'demo:*:/**'):")
+        vm.send_control("go")
+        vm.wait_for_console("DEMO-DONE", 300)
+        # The last step's events: let the engine drain what the guest synced.
+        quiet_since = time.monotonic() + 20
+        while time.monotonic() - last_event[0] < 2 and time.monotonic() < quiet_since:
+            time.sleep(0.2)
+        summary = json.loads(cli("status", "--json").stdout)
+        say(f"dsvmi detach {name}   (filter out of the VM's path first, then the engine)")
+        t0 = time.monotonic()
+        cli("detach", name)
+        print(f"  detached in {time.monotonic() - t0:.2f} s; the guest kept running", file=sys.stderr)
+        vm.send_control("bye")
+        vm.wait(timeout=120)
+    except (guest.GuestError, DemoError) as e:
+        ok = False
+        print(f"demo: {e}", file=sys.stderr)
+    finally:
+        if watch:
+            watch.terminate()
+            watch.wait(timeout=30)
+        if daemon:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+        vm.kill()
+        for log in state.glob("engine-*.log"):  # keep the engine's stderr next to the other files
+            (work / log.name).write_bytes(log.read_bytes())
+        subprocess.run(["rm", "-rf", str(state)])
+
     print("\nsummary", file=sys.stderr)
     events = ", ".join(f"{n} {k}" for k, n in printer.counts.most_common()) or "none"
     print(f"  events            {sum(printer.counts.values())}: {events}", file=sys.stderr)
-    print(f"  guest writes      {passed_w + dropped_w}: {passed_w} passed to the engine, "
-          f"{dropped_w} dropped in QEMU by the gate", file=sys.stderr)
-    if written:
-        print(f"  bytes             {human(written)} written by the guest, {human(passed_b)} copied "
-              f"into the ring ({100.0 * dropped_b / written:.1f}% never copied)", file=sys.stderr)
-    print(f"  ring              {r.get('produced_frames', 0)} frames produced by QEMU, "
-          f"{r.get('delivered_frames', 0)} delivered to the engine, {r.get('dropped_frames', 0)} dropped "
-          f"(ring full)", file=sys.stderr)
-    print(f"  files             {work} (disk.img, engine.log, console.log)", file=sys.stderr)
-    if rc != 0:
-        print(f"demo: the engine exited with {rc}; see {log_path}", file=sys.stderr)
-    sys.exit(0 if ok and rc == 0 else 1)
+    a = next((x for x in summary or [] if x.get("name") == name), None)
+    g = (a or {}).get("gate") or {}
+    if g:
+        passed_w, dropped_w = g.get("writes_passed", 0), g.get("writes_dropped", 0)
+        passed_b, dropped_b = g.get("bytes_passed", 0), g.get("bytes_dropped", 0)
+        written = passed_b + dropped_b
+        print(f"  guest writes      {passed_w + dropped_w}: {passed_w} passed to the engine, "
+              f"{dropped_w} dropped in QEMU by the gate", file=sys.stderr)
+        if written:
+            print(f"  bytes             {human(written)} written by the guest, {human(passed_b)} copied "
+                  f"into the ring ({100.0 * dropped_b / written:.1f}% never copied)", file=sys.stderr)
+    print(f"  files             {work} (disk.img, console.log, daemon.log, engine-*.log)", file=sys.stderr)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 #   scripts/demo.sh [--seconds N] [--json]
 # Installs what it needs, builds dsvmi and (once, cached) the patched QEMU and
 # the demo guest (Debian's cloud kernel + a busybox initramfs), makes an ext4
-# disk, crawls it, boots the guest with the dsvmi filter above its disk and a
-# gate that passes only metadata and /var/log/** data, and prints the guest's
-# file activity as the engine infers it, then a summary.
+# disk, boots the guest on it, starts `dsvmi daemon` and attaches it to the
+# running VM over QMP in low-overhead mode (gate: metadata + /var/log/** data),
+# prints the guest's file activity live (`dsvmi watch`), then a summary and a
+# live detach.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
