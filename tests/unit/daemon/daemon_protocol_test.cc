@@ -5,6 +5,9 @@
 // "Invalid parameter 'dsvmi'" an unpatched binary gives).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -179,6 +182,7 @@ class DaemonTest : public ::testing::Test {
       o.socket_path = socket_;
       o.state_dir = dir_ + "/state";
       o.self_exe = self_exe_;
+      o.metrics_listen = metrics_listen_;
       ::_exit(run_daemon(o));
     }
     for (int i = 0; i < 200; ++i) {
@@ -202,6 +206,7 @@ class DaemonTest : public ::testing::Test {
     return daemon_call(socket_, "attach", args, &r);
   }
   std::string dir_, socket_;
+  std::string metrics_listen_;
   std::string self_exe_ = "/bin/false";  // subcommands fail unless a test sets the real CLI
   pid_t pid_ = -1;
 };
@@ -241,9 +246,6 @@ TEST_F(DaemonTest, AttachNodeNotFoundAndUnsupportedFormat) {
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find("node 'nosuch' not found"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("disk-fmt, disk-file, q-fmt"), std::string::npos) << s.message();
-  s = attach(dir_ + "/qmp.sock", "q-fmt");
-  ASSERT_FALSE(s);
-  EXPECT_NE(s.message().find("qcow2"), std::string::npos) << s.message();
   s = attach(dir_ + "/qmp.sock", "disk-file");  // no device's drive points at it
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find("no device's drive is node 'disk-file'"), std::string::npos) << s.message();
@@ -262,6 +264,127 @@ TEST_F(DaemonTest, AttachFailingRingCreationChangesNothingInQemu) {
   Json r;
   ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
   EXPECT_TRUE(r.as_array().empty());
+}
+
+// A qcow2 node is read through QEMU's own NBD server: the daemon starts one
+// (Unix socket in its state dir) and exports the node read-only; when the
+// export fails, the server it started is stopped again and nothing else runs.
+const char* kBlockQ = R"({"return": [{"device": "", "qdev": "/machine/peripheral/vdisk1/virtio-backend",
+  "inserted": {"node-name": "q-fmt"}}]})";
+
+TEST_F(DaemonTest, Qcow2IsExportedOverNbdAndRolledBack) {
+  Json exp_args;
+  FakeQmp q(dir_ + "/qmp.sock", [&](const std::string& cmd, const Json& args) {
+    if (cmd == "query-named-block-nodes") return std::string(kNodes);
+    if (cmd == "query-block") return std::string(kBlockQ);
+    if (cmd == "block-export-add") {
+      exp_args = args;
+      return std::string(R"({"error": {"class": "GenericError", "desc": "Permission conflict on node 'q-fmt'"}})");
+    }
+    return std::string(R"({"return": {}})");
+  });
+  Status s = attach(dir_ + "/qmp.sock", "q-fmt");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("block-export-add of node 'q-fmt'"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("qcow2"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("Permission conflict"), std::string::npos) << s.message();
+  EXPECT_EQ(exp_args.get_string("node-name"), "q-fmt");
+  EXPECT_EQ(exp_args.get_string("type"), "nbd");
+  ASSERT_TRUE(exp_args.get("writable"));
+  EXPECT_FALSE(exp_args.get("writable")->as_bool());
+  std::vector<std::string> want = {"qmp_capabilities", "query-named-block-nodes", "query-block", "nbd-server-start",
+                                   "block-export-add", "nbd-server-stop"};
+  EXPECT_EQ(q.commands, want);
+}
+
+TEST_F(DaemonTest, ForeignNbdServerIsNamed) {
+  FakeQmp q(dir_ + "/qmp.sock", [&](const std::string& cmd, const Json&) {
+    if (cmd == "query-named-block-nodes") return std::string(kNodes);
+    if (cmd == "query-block") return std::string(kBlockQ);
+    if (cmd == "nbd-server-start")
+      return std::string(R"({"error": {"class": "GenericError", "desc": "NBD server already running"}})");
+    return std::string(R"({"return": {}})");
+  });
+  Status s = attach(dir_ + "/qmp.sock", "q-fmt");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("did not start"), std::string::npos) << s.message();
+  for (const auto& c : q.commands) EXPECT_TRUE(c != "block-export-add" && c != "blockdev-add") << c;
+}
+
+TEST(Metrics, ListenAddress) {
+  std::string h;
+  int port = 0;
+  EXPECT_TRUE(parse_listen_address("127.0.0.1:9717", &h, &port));
+  EXPECT_EQ(h, "127.0.0.1");
+  EXPECT_EQ(port, 9717);
+  EXPECT_TRUE(parse_listen_address("localhost:80", &h, &port));
+  EXPECT_FALSE(parse_listen_address("0.0.0.0:9717", &h, &port));
+  EXPECT_FALSE(parse_listen_address("10.1.2.3:9717", &h, &port));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1", &h, &port));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1:0", &h, &port));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1:99999", &h, &port));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1:12x", &h, &port));
+}
+
+class DaemonHttpTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    port_ = 20000 + ::getpid() % 30000;
+    metrics_listen_ = "127.0.0.1:" + std::to_string(port_);
+    DaemonTest::SetUp();
+  }
+  int connect_http() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa = {};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(uint16_t(port_));
+    ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    return fd;
+  }
+  // Sends raw bytes, returns everything the server sends until it closes.
+  std::string http(const std::string& request) {
+    int fd = connect_http();
+    daemon_internal::write_all(fd, request);
+    std::string out;
+    char buf[4096];
+    pollfd p = {fd, POLLIN, 0};
+    while (::poll(&p, 1, 10000) > 0) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      out.append(buf, size_t(n));
+    }
+    ::close(fd);
+    return out;
+  }
+  int port_ = 0;
+};
+
+TEST_F(DaemonHttpTest, ServesMetricsAndRefusesTheRest) {
+  // A client that connects and says nothing must not hold the loop.
+  int idle = connect_http();
+  Json r;
+  ASSERT_TRUE(daemon_call(socket_, "ping", Json(Json::Object{}), &r));
+  std::string ok = http("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << ok;
+  EXPECT_NE(ok.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << ok;
+  EXPECT_NE(ok.find("\r\n\r\n# HELP "), std::string::npos) << ok;
+  EXPECT_NE(ok.find("\ndsvmi_attachments 0\n"), std::string::npos) << ok;
+  size_t body = ok.find("\r\n\r\n") + 4;
+  size_t len = ok.find("Content-Length: ");
+  ASSERT_NE(len, std::string::npos);
+  EXPECT_EQ(std::stoul(ok.substr(len + 16)), ok.size() - body);
+  EXPECT_EQ(http("GET /nope HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 404 ", 0), 0u);
+  std::string post = http("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(post.rfind("HTTP/1.1 405 ", 0), 0u) << post;
+  EXPECT_NE(post.find("Allow: GET, HEAD"), std::string::npos) << post;
+  std::string head = http("HEAD /metrics HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 ", 0), 0u);
+  EXPECT_EQ(head.find("# HELP"), std::string::npos);
+  EXPECT_EQ(http("garbage\r\n\r\n").rfind("HTTP/1.1 400 ", 0), 0u);
+  EXPECT_EQ(http("GET /metrics HTTP/1.1\r\nX: " + std::string(10000, 'a')).rfind("HTTP/1.1 431 ", 0), 0u);
+  ASSERT_TRUE(daemon_call(socket_, "ping", Json(Json::Object{}), &r));
+  ::close(idle);
 }
 
 #ifdef DSVMI_CLI_PATH
