@@ -38,6 +38,18 @@ const std::map<std::string, DirEntry>& FsState::entries(uint64_t dir) {
   return it->second;
 }
 
+void FsState::peek_entries(uint64_t dir, std::vector<DirEntry>* out) const {
+  out->clear();
+  auto it = dirs_.find(dir);
+  if (it != dirs_.end()) {
+    for (const auto& [name, e] : it->second) out->push_back(e);
+    return;
+  }
+  auto in = inodes_.find(dir);
+  if (in != inodes_.end() && (!in->second || in->second->type != FileType::Directory)) return;
+  if (!base_.list(dir, out)) out->clear();
+}
+
 const std::vector<Link>& FsState::links(uint64_t ino) {
   auto it = links_.find(ino);
   if (it == links_.end()) {

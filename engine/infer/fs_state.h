@@ -33,6 +33,10 @@ class FsState {
   void remove_entry(uint64_t dir, const std::string& name);
   const DirEntry* find(uint64_t dir, const std::string& name);
 
+  // Entries of a directory without materializing it (the overlay's if it was
+  // touched, else the index's): for whole-tree walks.
+  void peek_entries(uint64_t dir, std::vector<DirEntry>* out) const;
+
   // Names of an inode.
   const std::vector<Link>& links(uint64_t ino);
   // Full path through the first name of each ancestor; false if the inode
