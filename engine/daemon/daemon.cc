@@ -258,7 +258,7 @@ struct Attachment {
   // Seed §2.6.1: no events until the engine has consumed every frame written
   // up to the end of the crawl (the model is inconsistent before that).
   bool catching_up = false;
-  uint64_t catch_up_to = 0, suppressed = 0;
+  uint64_t suppressed = 0;
   uint64_t disk_size = 0;
   std::string ring, gate, index, log, policy_file;
   // The crawl (state Crawling).
@@ -283,6 +283,7 @@ struct Attachment {
   uint64_t attach_client = 0, policy_client = 0, detach_client = 0;
   double policy_deadline = 0, detach_started = 0, kill_at = 0;
   std::string policy_backup;                // the policy file's previous text, restored if the engine refuses
+  std::string policy_pending_ttl, policy_pending_max;  // asked for, in force once the engine confirms
   std::vector<std::string> detach_problems;
   // The engine's status records.
   Json last_stats, last_policy;
@@ -356,8 +357,6 @@ class Daemon {
   void on_engine_line(Attachment& a, const std::string& line);
   void on_engine_record(Attachment& a, const Json& rec);
   void engine_gone(Attachment& a);
-  bool ring_indices(const Attachment& a, uint64_t* producer, uint64_t* consumer);
-  void check_caught_up(Attachment& a);
   void reap();
   void tick();
   void publish(const Attachment& a, Json ev);
@@ -695,9 +694,9 @@ void Daemon::crawl_finished(Attachment& a) {
                        "no supported file system on " + a.image + " (" +
                            (skipped.empty() ? "nothing recognised" : skipped.substr(1)) + "); dsvmi watches ext2/3/4");
   }
-  uint64_t producer = 0, consumer = 0;
-  a.catching_up = ring_indices(a, &producer, &consumer);
-  a.catch_up_to = producer;
+  // The engine says when it has replayed what the ring holds (its ready
+  // records, phase replaying -> live); events before that are withheld.
+  a.catching_up = false;
   a.gate_why.clear();
   if (size_t g = out.find("\ngate "); g != std::string::npos) {
     size_t colon = out.find(": ", g);
@@ -749,8 +748,8 @@ void Daemon::start_engine(Attachment& a) {
   // policy file makes it pass-all.
   std::vector<std::string> argv = {opt_.self_exe, "run", "--ring", a.ring, "--index", a.index, "--disk", a.disk,
                                    "--gate", a.gate, "--policy-file", a.policy_file, "--stats-interval", "2"};
-  if (!a.pending_ttl.empty()) argv.insert(argv.end(), {"--pending-ttl", a.pending_ttl});
-  if (!a.pending_max.empty()) argv.insert(argv.end(), {"--pending-max", a.pending_max});
+  // pending_ttl/pending_max come from the policy file only (the command
+  // line would win over it and make them fixed).
   int log = ::open(a.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   std::string err;
   pid_t pid = spawn_piped(argv, false, log, &a.engine_out, &err);
@@ -905,13 +904,12 @@ Json Daemon::policy_set(const Json& args, Client* c) {
     throw CommandError{"InvalidArgument", "mode must be low-overhead or full, not '" + mode + "'"};
   std::vector<std::string> globs = args.get("globs") ? string_list(args.get("globs")) : a.globs;
   std::string ttl = scalar(args, "pending_ttl", a.pending_ttl), max = scalar(args, "pending_max", a.pending_max);
-  if (ttl != a.pending_ttl || max != a.pending_max)
-    throw CommandError{"Unsupported", "pending_ttl and pending_max apply at attach only (the live engine keeps its "
-                                      "pending store); detach and attach with the new values"};
   // The engine re-reads the file on SIGHUP and answers with one
   // {"engine":"policy"} record; no restart, the ring keeps flowing.
   a.policy_backup = read_file(a.policy_file);
-  write_policy_file(a.policy_file, mode, globs, a.pending_ttl, a.pending_max);
+  write_policy_file(a.policy_file, mode, globs, ttl, max);
+  a.policy_pending_ttl = ttl;
+  a.policy_pending_max = max;
   if (::kill(a.engine, SIGHUP) != 0) {
     std::ofstream(a.policy_file, std::ios::trunc) << a.policy_backup;
     throw CommandError{"EngineFailed", std::string("cannot signal the engine: ") + std::strerror(errno)};
@@ -1035,25 +1033,6 @@ void Daemon::publish(const Attachment& a, Json ev) {
   }
 }
 
-bool Daemon::ring_indices(const Attachment& a, uint64_t* producer, uint64_t* consumer) {
-  int rc;
-  std::string text = tool({"ring-stat", a.ring}, &rc);
-  unsigned long long p = 0, c = 0;
-  size_t at = text.find("indices:");
-  if (rc != 0 || at == std::string::npos ||
-      std::sscanf(text.c_str() + at, "indices: producer %llu, consumer %llu", &p, &c) != 2)
-    return false;
-  *producer = p;
-  *consumer = c;
-  return true;
-}
-
-void Daemon::check_caught_up(Attachment& a) {
-  if (!a.catching_up) return;
-  uint64_t producer, consumer;
-  if (a.engine <= 0 || !ring_indices(a, &producer, &consumer) || consumer >= a.catch_up_to) a.catching_up = false;
-}
-
 void Daemon::on_engine_record(Attachment& a, const Json& rec) {
   std::string kind = rec.get_string("engine");
   if (kind == "stats") {
@@ -1072,7 +1051,11 @@ void Daemon::on_engine_record(Attachment& a, const Json& rec) {
           if (x.is_string()) a.globs.push_back(x.as_string());
       }
       a.last_policy = rec;
-      ++a.policy_changes;
+      if (a.policy_generation > 1) ++a.policy_changes;  // generation 1: the starting policy
+      if (a.policy_client) {
+        a.pending_ttl = a.policy_pending_ttl;
+        a.pending_max = a.policy_pending_max;
+      }
     }
     if (a.policy_client || a.policy_deadline > 0) {
       if (!ok) std::ofstream(a.policy_file, std::ios::trunc) << a.policy_backup;  // keep the one in force
@@ -1097,6 +1080,7 @@ void Daemon::on_engine_record(Attachment& a, const Json& rec) {
     }
   } else if (kind == "ready") {
     if (a.state == State::Starting) a.state = State::Running;
+    a.catching_up = rec.get_string("phase") == "replaying";
   }
 }
 
@@ -1116,7 +1100,6 @@ void Daemon::on_engine_line(Attachment& a, const std::string& line) {
     for (size_t i = 0; i < kNumBuckets; ++i)
       if (s <= kLatencyBuckets[i]) ++a.lat_buckets[i];
   }
-  if (a.catching_up) check_caught_up(a);
   if (a.catching_up) ++a.suppressed;
   else publish(a, std::move(ev));
 }
@@ -1150,6 +1133,7 @@ void Daemon::engine_gone(Attachment& a) {
   std::fprintf(stderr, "dsvmi daemon: engine of %s exited (%s); log %s\n", a.name.c_str(), a.engine_exit.c_str(),
                a.log.c_str());
   if (a.policy_client) {
+    std::ofstream(a.policy_file, std::ios::trunc) << a.policy_backup;  // the policy it ran with
     reply(a.policy_client, make_error("EngineFailed", "the engine of '" + a.name + "' exited (" + a.engine_exit +
                                                           ") during the policy change: " + last_log_line(a.log)));
     a.policy_client = 0;
@@ -1187,7 +1171,6 @@ void Daemon::tick() {
         a.rate_t = t;
         a.rate_events = a.events;
       }
-      check_caught_up(a);
     }
     switch (a.state) {
       case State::Crawling:

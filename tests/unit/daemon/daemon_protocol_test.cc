@@ -14,9 +14,14 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <algorithm>
+#include <memory>
 
 #include "dsvmi/daemon.h"
 #include "dsvmi/daemon_json.h"
@@ -175,6 +180,7 @@ class DaemonTest : public ::testing::Test {
   void SetUp() override {
     char tmpl[] = "/tmp/dsvmi-daemon-test-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
+    for (const auto& [k, v] : env_) ::setenv(k.c_str(), v.c_str(), 1);
     socket_ = dir_ + "/d.sock";
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -192,12 +198,14 @@ class DaemonTest : public ::testing::Test {
     }
     FAIL() << "daemon did not come up";
   }
+  std::map<std::string, std::string> env_;  // the daemon's (and so its children's) environment
   void TearDown() override {
     ::kill(pid_, SIGTERM);
     int st;
     ::waitpid(pid_, &st, 0);
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     std::system(("rm -rf " + dir_).c_str());
+    for (const auto& [k, v] : env_) ::unsetenv(k.c_str());
   }
   Status attach(const std::string& qmp, const std::string& node) {
     Json args(Json::Object{}), r;
@@ -386,6 +394,233 @@ TEST_F(DaemonHttpTest, ServesMetricsAndRefusesTheRest) {
   ASSERT_TRUE(daemon_call(socket_, "ping", Json(Json::Object{}), &r));
   ::close(idle);
 }
+
+#ifdef DSVMI_FAKE_CLI
+// The daemon's state machine against tests/unit/daemon/fake_dsvmi.py standing
+// in for the subcommands (a crawl of a chosen length, an engine with ready,
+// policy and stats records) and FakeQmp for QEMU.
+class DaemonFakeTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    self_exe_ = DSVMI_FAKE_CLI;
+    env_["FAKE_LOG"] = "/tmp/dsvmi-fake-" + std::to_string(::getpid()) + ".log";
+    ::unlink(env_["FAKE_LOG"].c_str());
+    configure();
+    DaemonTest::SetUp();
+    image_ = dir_ + "/disk.img";
+    std::ofstream(image_) << "x";
+    std::string nodes = R"({"return": [{"node-name": "disk-fmt", "drv": "raw", "file": ")" + image_ +
+                        R"(", "image": {"virtual-size": 67108864}}]})";
+    qmp_ = std::make_unique<FakeQmp>(dir_ + "/qmp.sock", [nodes](const std::string& cmd, const Json&) {
+      if (cmd == "query-named-block-nodes") return nodes;
+      if (cmd == "query-block") return std::string(kBlock);
+      return std::string(R"({"return": {}})");
+    });
+  }
+  void TearDown() override {
+    DaemonTest::TearDown();
+    qmp_.reset();
+    ::unlink(env_["FAKE_LOG"].c_str());
+  }
+  virtual void configure() {}
+  Json args(const std::string& name = "h:v:d") {
+    Json a(Json::Object{});
+    a.set("qmp", dir_ + "/qmp.sock");
+    a.set("node", "disk-fmt");
+    a.set("name", name);
+    return a;
+  }
+  Json status_of(const std::string& name) {
+    Json r;
+    EXPECT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
+    for (const auto& a : r.as_array())
+      if (a.get_string("name") == name) return a;
+    return Json();
+  }
+  std::string fake_log() {
+    std::ifstream in(env_["FAKE_LOG"]);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::string state_files() {
+    std::string left;
+    FILE* ls = ::popen(("ls " + dir_ + "/state | grep -v '^engine-' ").c_str(), "r");
+    char buf[256];
+    while (ls && std::fgets(buf, sizeof buf, ls)) left += buf;
+    if (ls) ::pclose(ls);
+    return left;
+  }
+  std::string image_;
+  std::unique_ptr<FakeQmp> qmp_;
+};
+
+class DaemonSlowCrawlTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_CRAWL_SECONDS"] = "3"; }
+};
+
+// While one disk crawls, the daemon answers everybody else, shows the crawl's
+// progress, refuses a second attach of the name, and keeps one connection's
+// replies in order (the attach reply before the ping sent after it).
+TEST_F(DaemonSlowCrawlTest, AttachCrawlsWithoutBlockingTheLoop) {
+  int fd;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &fd));
+  Json req(Json::Object{});
+  req.set("execute", "attach");
+  req.set("arguments", args());
+  ASSERT_TRUE(daemon_internal::write_all(fd, req.dump() + "\n{\"execute\": \"ping\"}\n"));
+  double fraction = -1;
+  int answered = 0;
+  for (int i = 0; i < 400 && fraction <= 0; ++i) {
+    Json st = status_of("h:v:d");
+    ++answered;
+    if (st.is_object() && st.get_string("state") == "crawling" && st.get("crawl"))
+      fraction = st.get("crawl")->get_number("fraction");
+    ::usleep(10000);
+  }
+  EXPECT_GT(fraction, 0) << "status never showed the crawl's progress";
+  EXPECT_LT(fraction, 1);
+  Json r;
+  Status s = daemon_call(socket_, "attach", args(), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("already attached (its crawl is running)"), std::string::npos) << s.message();
+  std::string buf, line;
+  ASSERT_TRUE(daemon_internal::read_line(fd, &buf, &line, 30000));
+  Json reply;
+  ASSERT_TRUE(Json::parse(line, &reply));
+  ASSERT_TRUE(reply.get("return")) << line;
+  EXPECT_EQ(reply.get("return")->get_string("name"), "h:v:d");
+  EXPECT_GE(reply.get("return")->get_number("crawl_seconds"), 2.0);
+  ASSERT_TRUE(daemon_internal::read_line(fd, &buf, &line, 10000));
+  EXPECT_EQ(line, R"({"return":{}})");
+  ::close(fd);
+  Json st = status_of("h:v:d");
+  EXPECT_EQ(st.get_string("state"), "running");
+  EXPECT_GE(st.get_number("suppressed_events"), 1);  // the replayed one, before the engine said "live"
+  std::printf("status answered %d times during a 3 s crawl\n", answered);
+}
+
+class DaemonPolicyOkTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_POLICY"] = "ok"; }
+};
+
+TEST_F(DaemonPolicyOkTest, PolicySetIsLiveAndDetachDrains) {
+  Json r;
+  ASSERT_TRUE(daemon_call(socket_, "attach", args(), &r));
+  int64_t pid = int64_t(r.get_number("engine_pid"));
+  // A watcher sees the event the engine emits while draining on SIGTERM.
+  int w;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &w));
+  ASSERT_TRUE(daemon_internal::write_all(w, R"({"execute": "watch", "arguments": {"pattern": "h:v:/drained"}})" "\n"));
+  std::string wbuf, wline;
+  ASSERT_TRUE(daemon_internal::read_line(w, &wbuf, &wline, 10000));
+  Json p(Json::Object{});
+  p.set("name", "h:v:d");
+  p.set("globs", Json(Json::Array{Json("/data/**")}));
+  p.set("pending_max", "64M");
+  ASSERT_TRUE(daemon_call(socket_, "policy-set", p, &r)) << "policy-set";
+  EXPECT_EQ(r.get_number("generation"), 2);
+  ASSERT_EQ(r.get("globs")->as_array().size(), 1u);
+  EXPECT_EQ(r.get("globs")->as_array()[0].as_string(), "/data/**");
+  Json st = status_of("h:v:d");
+  EXPECT_EQ(int64_t(st.get_number("engine_pid")), pid) << "the engine was restarted";
+  EXPECT_EQ(st.get_number("policy_changes"), 1);
+  EXPECT_NE(fake_log().find("hup"), std::string::npos);
+  // Detach: filter out first, then the engine drains; the reply comes when it is gone.
+  size_t before = qmp_->commands.size();
+  Json d(Json::Object{});
+  d.set("name", "h:v:d");
+  ASSERT_TRUE(daemon_call(socket_, "detach", d, &r));
+  EXPECT_TRUE(r.get("problems")->as_array().empty()) << r.dump();
+  std::vector<std::string> after(qmp_->commands.begin() + long(before), qmp_->commands.end());
+  std::vector<std::string> want = {"qmp_capabilities", "qom-set", "blockdev-del"};
+  EXPECT_EQ(after, want);
+  EXPECT_NE(fake_log().find("term"), std::string::npos);
+  ASSERT_TRUE(daemon_internal::read_line(w, &wbuf, &wline, 10000));
+  EXPECT_NE(wline.find("\"/drained\""), std::string::npos) << wline;
+  ::close(w);
+  EXPECT_EQ(state_files(), "");
+  std::printf("detach took %.3f s\n", r.get_number("seconds"));
+}
+
+class DaemonPolicyRefusedTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_POLICY"] = "refuse"; }
+};
+
+TEST_F(DaemonPolicyRefusedTest, RefusedPolicyKeepsTheOldOne) {
+  Json r, a = args();
+  a.set("globs", Json(Json::Array{Json("/var/log/**")}));
+  ASSERT_TRUE(daemon_call(socket_, "attach", a, &r));
+  Json p(Json::Object{});
+  p.set("name", "h:v:d");
+  p.set("globs", Json(Json::Array{Json("/data/**")}));
+  Status s = daemon_call(socket_, "policy-set", p, &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("refused by the fake engine"), std::string::npos) << s.message();
+  Json st = status_of("h:v:d");
+  ASSERT_EQ(st.get("globs")->as_array().size(), 1u);
+  EXPECT_EQ(st.get("globs")->as_array()[0].as_string(), "/var/log/**");
+  // The file the engine re-reads holds the policy in force again.
+  FILE* f = ::popen(("cat " + dir_ + "/state/policy-*.json").c_str(), "r");
+  char buf[512] = {};
+  size_t n = f ? std::fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f) ::pclose(f);
+  EXPECT_NE(std::string(buf, n).find("/var/log/**"), std::string::npos) << buf;
+  EXPECT_EQ(std::string(buf, n).find("/data/**"), std::string::npos) << buf;
+}
+
+TEST_F(DaemonSlowCrawlTest, DetachDuringTheCrawlRollsBack) {
+  Json attach_reply;
+  Status attach_status;
+  std::thread t([&] { attach_status = daemon_call(socket_, "attach", args(), &attach_reply); });
+  for (int i = 0; i < 300 && status_of("h:v:d").get_string("state") != "crawling"; ++i) ::usleep(10000);
+  Json d(Json::Object{}), r;
+  d.set("name", "h:v:d");
+  ASSERT_TRUE(daemon_call(socket_, "detach", d, &r));
+  t.join();
+  ASSERT_FALSE(attach_status);
+  EXPECT_NE(attach_status.message().find("detached before its attach completed"), std::string::npos)
+      << attach_status.message();
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "blockdev-del"), 1);
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "qom-set"), 2);  // in and back
+  EXPECT_EQ(fake_log().find("run "), std::string::npos) << "an engine started after the detach";
+  ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
+  EXPECT_TRUE(r.as_array().empty());
+  EXPECT_EQ(state_files(), "");
+}
+
+class DaemonStaleIndexTest : public DaemonFakeTest {
+  void configure() override {
+    env_["FAKE_RUN_FAIL"] = "index: file system UUID differs from the disk's (stale index)";
+  }
+};
+
+TEST_F(DaemonStaleIndexTest, EngineFailingAtStartRollsBack) {
+  Json r;
+  Status s = daemon_call(socket_, "attach", args(), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("the engine exited at start (status 1)"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("stale index"), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find('\n'), std::string::npos);
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "blockdev-del"), 1);
+  ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
+  EXPECT_TRUE(r.as_array().empty());
+  EXPECT_EQ(state_files(), "");
+}
+
+class DaemonCrawlFailsTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_CRAWL_FAIL"] = "bad superblock magic"; }
+};
+
+TEST_F(DaemonCrawlFailsTest, CrawlFailureRollsBack) {
+  Json r;
+  Status s = daemon_call(socket_, "attach", args(), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("bad superblock magic"), std::string::npos) << s.message();
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "blockdev-del"), 1);
+  EXPECT_EQ(state_files(), "");
+}
+#endif
 
 #ifdef DSVMI_CLI_PATH
 class DaemonWithCliTest : public DaemonTest {
