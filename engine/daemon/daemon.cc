@@ -724,7 +724,14 @@ void Daemon::fail_attach(Attachment& a, const std::string& cls, const std::strin
   a.crawl_out = -1;
   std::vector<std::string> problems;
   unplug_filter(a, &problems);
-  stop_engine_blocking(a);
+  if (a.engine > 0) {  // a failed attach has no events to drain: no wait
+    ::kill(a.engine, SIGKILL);
+    int st;
+    ::waitpid(a.engine, &st, 0);
+    a.engine = -1;
+  }
+  if (a.engine_out >= 0) ::close(a.engine_out);
+  a.engine_out = -1;
   remove_export(a, &problems);
   remove_files(a);
   std::fprintf(stderr, "dsvmi daemon: attach of %s failed: %s\n", a.name.c_str(), desc.c_str());
@@ -761,7 +768,7 @@ void Daemon::start_engine(Attachment& a) {
   a.rate_events = a.events;
 }
 
-// Only for the daemon's own shutdown and failed attaches: waits (bounded)
+// Only for the daemon's own shutdown: waits (bounded)
 // for the engine to drain, reading its output meanwhile.
 void Daemon::stop_engine_blocking(Attachment& a) {
   if (a.engine > 0) {
