@@ -301,10 +301,39 @@ struct Client {
   std::string buf;
   bool busy = false;  // a deferred reply is owed: later requests wait (replies stay in order)
   bool gone = false;  // peer closed: erased by the loop (a deferred reply to it is dropped)
+  std::string out;    // replies/events not yet taken by the socket (non-blocking; bounded)
   bool watching = false;
   std::string watch_host_vm;
   Glob watch_path;
 };
+
+// A client that does not read (a stalled `dsvmi watch`) must not stall the
+// loop: sockets are non-blocking, what the kernel does not take waits in
+// `out`, flushed on POLLOUT; past kMaxClientBacklog the client is dropped.
+constexpr size_t kMaxClientBacklog = 16 << 20;
+
+void flush_client(Client& c) {
+  while (!c.out.empty() && !c.gone) {
+    ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+      c.gone = true;
+      return;
+    }
+    c.out.erase(0, size_t(n));
+  }
+}
+
+void send_to(Client& c, const std::string& msg) {
+  if (c.gone) return;
+  c.out += msg;
+  flush_client(c);
+  if (c.out.size() > kMaxClientBacklog) {
+    std::fprintf(stderr, "dsvmi daemon: dropping a client that stopped reading (%zu bytes pending)\n", c.out.size());
+    c.gone = true;
+  }
+}
 
 // One HTTP/1.x request per connection, bounded in size and time.
 struct HttpConn {
@@ -1034,9 +1063,7 @@ void Daemon::publish(const Attachment& a, Json ev) {
       out.set("data", ev);
       msg = out.dump() + "\n";
     }
-    if (!daemon_internal::write_all(c.fd, msg)) {
-      ::shutdown(c.fd, SHUT_RDWR);  // slow or gone watcher: drop it, reaped by the loop
-    }
+    send_to(c, msg);
   }
 }
 
@@ -1240,10 +1267,7 @@ void Daemon::flush_replies() {
       for (auto it = clients_.begin(); it != clients_.end(); ++it) {
         if (it->id != id || it->gone) continue;
         it->busy = false;
-        if (!daemon_internal::write_all(it->fd, r.dump() + "\n")) {
-          ::shutdown(it->fd, SHUT_RDWR);
-          break;
-        }
+        send_to(*it, r.dump() + "\n");
         handle_lines(*it);  // requests it sent meanwhile
         break;
       }
@@ -1445,10 +1469,8 @@ void Daemon::handle_lines(Client& c) {
       c.busy = true;
       break;
     }
-    if (!daemon_internal::write_all(c.fd, r.dump() + "\n")) {
-      ::shutdown(c.fd, SHUT_RDWR);
-      break;
-    }
+    send_to(c, r.dump() + "\n");
+    if (c.gone) break;
   }
 }
 
@@ -1542,7 +1564,9 @@ int Daemon::run() {
     fds.push_back({hfd, POLLIN, 0});  // -1: ignored by poll
     for (auto& c : clients_) {
       if (c.gone) continue;
-      fds.push_back({c.fd, short(c.busy && c.buf.size() > daemon_internal::kMaxLine / 2 ? 0 : POLLIN), 0});
+      short ev = c.busy && c.buf.size() > daemon_internal::kMaxLine / 2 ? 0 : POLLIN;
+      if (!c.out.empty()) ev |= POLLOUT;
+      fds.push_back({c.fd, ev, 0});
       items.push_back({kClient, &c, c.fd});
     }
     for (auto& h : http_) {
@@ -1567,6 +1591,8 @@ int Daemon::run() {
         Item& it = items[k];
         if (it.kind == kClient) {
           Client& c = *static_cast<Client*>(it.ptr);
+          if (p.revents & POLLOUT) flush_client(c);
+          if (!(p.revents & (POLLIN | POLLHUP | POLLERR)) || c.gone) continue;
           char buf[65536];
           ssize_t n = ::read(c.fd, buf, sizeof buf);
           if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN))) {
@@ -1607,7 +1633,7 @@ int Daemon::run() {
     tick();
     flush_replies();
     if (fds[0].revents & POLLIN) {
-      int cfd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+      int cfd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (cfd >= 0) {
         clients_.emplace_back();
         clients_.back().id = ++next_client_;
@@ -1643,7 +1669,13 @@ int Daemon::run() {
     }
   }
   flush_replies();
-  for (auto& c : clients_) ::close(c.fd);
+  for (auto& c : clients_) {  // last replies: a moment each, then close
+    for (int i = 0; i < 10 && !c.out.empty() && !c.gone; ++i) {
+      pollfd p = {c.fd, POLLOUT, 0};
+      if (::poll(&p, 1, 50) > 0) flush_client(c);
+    }
+    ::close(c.fd);
+  }
   for (auto& h : http_) ::close(h.fd);
   ::close(lfd);
   if (hfd >= 0) ::close(hfd);

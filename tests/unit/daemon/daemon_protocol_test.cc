@@ -589,6 +589,48 @@ TEST_F(DaemonSlowCrawlTest, DetachDuringTheCrawlRollsBack) {
   EXPECT_EQ(state_files(), "");
 }
 
+class DaemonFloodTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_EVENT_INTERVAL"] = "0.0005"; }
+};
+
+// A watcher that never reads must not stall the loop: its socket fills, the
+// daemon keeps its backlog and goes on serving requests and other watchers.
+TEST_F(DaemonFloodTest, StalledWatcherDoesNotBlockTheLoop) {
+  Json r;
+  ASSERT_TRUE(daemon_call(socket_, "attach", args(), &r));
+  int stalled;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &stalled));
+  int small = 4096;
+  ::setsockopt(stalled, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ASSERT_TRUE(daemon_internal::write_all(stalled, R"({"execute": "watch"})" "\n"));
+  int reader;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &reader));
+  ASSERT_TRUE(daemon_internal::write_all(reader, R"({"execute": "watch"})" "\n"));
+  std::string rbuf, line;
+  double before = status_of("h:v:d").get_number("events");
+  for (int i = 0; i < 30; ++i) {  // ~3 s of events at ~2000/s: far more than the stalled socket holds
+    ::usleep(100000);
+    while (true) {  // the reading watcher keeps up
+      pollfd p = {reader, POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) break;
+      char buf[65536];
+      if (::read(reader, buf, sizeof buf) <= 0) break;
+    }
+  }
+  int fd;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &fd));
+  ASSERT_TRUE(daemon_internal::write_all(fd, R"({"execute": "ping"})" "\n"));
+  std::string buf;
+  ASSERT_TRUE(daemon_internal::read_line(fd, &buf, &line, 10000)) << "the loop is stuck behind a stalled watcher";
+  EXPECT_EQ(line, R"({"return":{}})");
+  ::close(fd);
+  double after = status_of("h:v:d").get_number("events");
+  EXPECT_GT(after, before + 1000) << "events stopped flowing";
+  std::printf("%.0f events passed while one watcher read nothing\n", after - before);
+  ::close(stalled);
+  ::close(reader);
+}
+
 class DaemonStaleIndexTest : public DaemonFakeTest {
   void configure() override {
     env_["FAKE_RUN_FAIL"] = "index: file system UUID differs from the disk's (stale index)";

@@ -7,6 +7,7 @@ by environment variables of the daemon process:
   FAKE_CRAWL_FAIL      crawl exits 1 with this message
   FAKE_RUN_FAIL        run exits 1 at start with this message on stderr
   FAKE_POLICY          on SIGHUP: "ok" (apply the file) or "refuse"
+  FAKE_EVENT_INTERVAL  seconds between two events of the engine (0.05)
   FAKE_LOG             file to append "run <pid> started|hup|term" lines to
 """
 import json
@@ -96,7 +97,7 @@ elif cmd == "run":
         if i % 10 == 0:
             record({"engine": "stats", "frames": i, "events": i, "write_bytes": 4096 * i, "lost_records": 0,
                     "ring_lag_bytes": 0, "latency_us": {"p50": 1000, "p99": 1500, "max": 1600, "count": 10}})
-        time.sleep(0.05)
+        time.sleep(float(os.environ.get("FAKE_EVENT_INTERVAL", "0.05")))
 else:
     print(f"fake dsvmi: unknown command {cmd}", file=sys.stderr)
     sys.exit(2)
