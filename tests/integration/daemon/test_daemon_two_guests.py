@@ -543,8 +543,10 @@ def main():
         assert not missing, f"{name}: no create event for /data/f{missing}"
         lat = [e["latency_us"] for e in mine if "latency_us" in e]
         assert len(lat) == len(mine), f"{name}: events without latency_us"
-        print(f"{name}: {n} files, {len(mine)} events, {len(created)} creates, latency p50 "
-              f"{sorted(lat)[len(lat) // 2] / 1000:.1f} ms")
+        lat.sort()
+        print(f"{name}: {n} files, {len(mine)} events, {len(created)} creates, event latency p50 "
+              f"{lat[len(lat) // 2] / 1000:.1f} ms, p99 {lat[len(lat) * 99 // 100] / 1000:.1f} ms, "
+              f"max {lat[-1] / 1000:.1f} ms")
     policy_window = [i for i in range(policy_from, policy_to + 1) if f"/data/f{i}" in
                      {e["path"] for e in events if e.get("disk") == "h1:vm1:vda" and e.get("event") == "create"}]
     assert len(policy_window) == policy_to + 1 - policy_from, "files created across the policy switches are missing"
