@@ -51,6 +51,9 @@ int cmd_attach(int argc, char** argv) {
               r.get_string("filter_node").c_str(), r.get_string("device").c_str(), r.get_string("image").c_str(),
               disk.rfind("nbd", 0) == 0 ? ", read via " : "", disk.rfind("nbd", 0) == 0 ? disk.c_str() : "",
               (long long)r.get_number("engine_pid"), r.get_number("crawl_seconds"));
+  if (!r.get_string("replaced_stale_filter").empty())
+    std::printf("  note: removed the stale filter %s a dead dsvmi daemon had left in the VM\n",
+                r.get_string("replaced_stale_filter").c_str());
   return 0;
 }
 

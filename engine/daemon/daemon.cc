@@ -9,6 +9,7 @@
 #include "dsvmi/daemon.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -152,8 +153,19 @@ pid_t spawn_piped(const std::vector<std::string>& argv, bool with_stderr, int st
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The daemon ignores SIGPIPE, and an ignored signal stays ignored across
+  // exec: give children the default back, so an engine whose daemon died
+  // (its stdout pipe gone) ends at its next write instead of running on.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t def;
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
   pid_t pid;
-  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  int rc = posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   ::close(p[1]);
   if (rc != 0) {
@@ -282,6 +294,7 @@ struct Attachment {
   // Deferred replies: the client ids waiting (0 = none).
   uint64_t attach_client = 0, policy_client = 0, detach_client = 0;
   double policy_deadline = 0, detach_started = 0, kill_at = 0;
+  std::string replaced_filter;              // a dead daemon's filter removed at attach ("" = none)
   std::string policy_backup;                // the policy file's previous text, restored if the engine refuses
   std::string policy_pending_ttl, policy_pending_max;  // asked for, in force once the engine confirms
   std::vector<std::string> detach_problems;
@@ -366,6 +379,8 @@ class Daemon {
   void handle_lines(Client& c);
   Json dispatch(const std::string& cmd, const Json& args, Client* c);
   Json attach(const Json& args, Client* c);
+  std::string remove_stale_filter(QmpClient& q, const std::string& qmp, const Json& blocks, const std::string& node,
+                                  std::string* device);
   Json detach(const Json& args, Client* c);
   Json status(const Json& args);
   Json status_of(Attachment& a);
@@ -545,12 +560,17 @@ Json Daemon::attach(const Json& args, Client* c) {
       const Json* ins = b.get("inserted");
       if (ins && ins->get_string("node-name") == a.node) a.device = b.get_string("qdev");
     }
+  std::string replaced;
+  if (a.device.empty()) replaced = remove_stale_filter(q, a.qmp, blocks, a.node, &a.device);
   if (a.device.empty())
     throw CommandError{"NodeNotFound", "no device's drive is node '" + a.node +
                                            "' (attach to the top node of a device: query-block's inserted.node-name)"};
 
   std::string id = std::to_string(::getpid()) + "-" + std::to_string(++next_id_);
-  a.filter_node = "dsvmi-" + std::to_string(next_id_);
+  // The daemon's pid in the name: after a crash of this daemon, the next one
+  // knows the filter is stale (remove_stale_filter).
+  a.filter_node = "dsvmi-" + id;
+  a.replaced_filter = replaced;
   a.ring = opt_.state_dir + "/ring-" + id;
   a.gate = opt_.state_dir + "/gate-" + id;
   a.index = opt_.state_dir + "/index-" + id;
@@ -656,6 +676,66 @@ Json Daemon::attach(const Json& args, Client* c) {
   std::string name = a.name;
   atts_.emplace(name, std::move(a));
   return Json();  // deferred
+}
+
+// The device's drive is not `node` but a dsvmi filter above it: left by a
+// daemon that died (its pid, in the filter's name "dsvmi-PID-N", is gone), it
+// is taken out (device back on the node, filter and its NBD export deleted)
+// and its name returned; one of a live daemon (another, or this one) is
+// refused. The parent/child edge comes from x-debug-query-block-graph.
+std::string Daemon::remove_stale_filter(QmpClient& q, const std::string& qmp, const Json& blocks,
+                                        const std::string& node, std::string* device) {
+  std::map<std::string, std::string> filters;  // filter node -> device
+  if (blocks.is_array())
+    for (const auto& b : blocks.as_array())
+      if (const Json* ins = b.get("inserted"); ins && ins->get_string("drv") == "dsvmi")
+        filters[ins->get_string("node-name")] = b.get_string("qdev");
+  if (filters.empty()) return "";
+  Json graph;
+  if (!q.execute("x-debug-query-block-graph", Json(Json::Object{}), &graph) || !graph.is_object()) return "";
+  std::map<uint64_t, std::string> names;
+  if (const Json* ns = graph.get("nodes"); ns && ns->is_array())
+    for (const auto& n : ns->as_array()) names[uint64_t(n.get_number("id"))] = n.get_string("name");
+  const Json* edges = graph.get("edges");
+  if (!edges || !edges->is_array()) return "";
+  for (const auto& e : edges->as_array()) {
+    std::string parent = names[uint64_t(e.get_number("parent"))], child = names[uint64_t(e.get_number("child"))];
+    auto f = filters.find(parent);
+    if (f == filters.end() || child != node) continue;
+    for (auto& [n, a] : atts_)
+      if (a.filter_node == parent) throw CommandError{"AlreadyAttached", "node '" + node + "' is already attached as '" + n + "'"};
+    long pid = 0;
+    if (std::sscanf(parent.c_str(), "dsvmi-%ld-", &pid) != 1 || pid <= 0)
+      throw CommandError{"AlreadyAttached", "node '" + node + "' is behind a dsvmi filter '" + parent +
+                                                "' of another dsvmi daemon (detach it there)"};
+    if (pid == ::getpid() || ::kill(pid_t(pid), 0) == 0 || errno != ESRCH)
+      throw CommandError{"AlreadyAttached", "node '" + node + "' is attached by the dsvmi daemon with pid " +
+                                                std::to_string(pid) + " (filter '" + parent + "'; detach it there)"};
+    Json r, set(Json::Object{}), del(Json::Object{}), exp(Json::Object{});
+    set.set("path", f->second);
+    set.set("property", "drive");
+    set.set("value", node);
+    if (Status s = q.execute("qom-set", set, &r); !s)
+      throw CommandError{"QmpError", "removing the stale filter '" + parent + "' of a dead daemon: qom-set: " + s.message()};
+    del.set("node-name", parent);
+    if (Status s = q.execute("blockdev-del", del, &r); !s)
+      throw CommandError{"QmpError", "removing the stale filter '" + parent + "' of a dead daemon: blockdev-del: " + s.message()};
+    exp.set("id", parent + "-export");
+    exp.set("mode", "hard");
+    if (q.execute("block-export-del", exp, &r)) {
+      // It had one: the NBD server was the dead daemon's; stop it if it now
+      // serves nothing (its socket path died with that daemon).
+      Json exports;
+      if (q.execute("query-block-exports", Json(Json::Object{}), &exports) && exports.is_array() &&
+          exports.as_array().empty() && !nbd_.count(qmp))
+        q.execute("nbd-server-stop", Json(Json::Object{}), &r);
+    }
+    std::fprintf(stderr, "dsvmi daemon: removed the stale filter %s of dead daemon %ld from %s\n", parent.c_str(), pid,
+                 f->second.c_str());
+    *device = f->second;
+    return parent;
+  }
+  return "";
 }
 
 void Daemon::start_crawl(Attachment& a) {
@@ -1249,6 +1329,7 @@ void Daemon::tick() {
       ret.set("engine_pid", int64_t(a.engine));
       ret.set("crawl_seconds", a.crawl_seconds);
       ret.set("seconds", t - a.attached_at);
+      if (!a.replaced_filter.empty()) ret.set("replaced_stale_filter", a.replaced_filter);
       reply(a.attach_client, make_return(ret));
       a.attach_client = 0;
     }
@@ -1510,6 +1591,26 @@ int listen_tcp(const std::string& spec, std::string* error) {
   return fd;
 }
 
+// Rings, gates, indexes, policy files and NBD sockets of daemons that died
+// (their pid is in the name) are removed at start; engine logs are kept.
+void remove_stale_state(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  int removed = 0;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    size_t dash = n.find('-');
+    if (dash == std::string::npos || n.rfind("engine-", 0) == 0) continue;
+    std::string kind = n.substr(0, dash);
+    if (kind != "ring" && kind != "gate" && kind != "index" && kind != "policy" && kind != "nbd") continue;
+    long pid = std::strtol(n.c_str() + dash + 1, nullptr, 10);
+    if (pid <= 0 || pid == ::getpid() || ::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;
+    if (::unlink((dir + "/" + n).c_str()) == 0) ++removed;
+  }
+  ::closedir(d);
+  if (removed) std::fprintf(stderr, "dsvmi daemon: removed %d stale file(s) of dead daemons from %s\n", removed, dir.c_str());
+}
+
 int Daemon::run() {
   ::mkdir(opt_.state_dir.c_str(), 0700);
   sockaddr_un addr = {};
@@ -1534,6 +1635,7 @@ int Daemon::run() {
     }
   }
   ::unlink(opt_.socket_path.c_str());  // stale socket of a dead daemon
+  remove_stale_state(opt_.state_dir);
   int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   mode_t old = ::umask(0077);
   int brc = ::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);

@@ -491,6 +491,39 @@ def main():
         cli.run("detach", "h1:vm1:vda")
         measured["detach_vm1_full_s"] = time.monotonic() - t0
         assert cli.status() == {}
+
+        # -- the daemon dies (SIGKILL) while vm1 is attached ---------------------
+        # Its filter stays in vm1's path; the next daemon removes it (its pid in
+        # the filter's name is gone) and attaches afresh; the old engine dies
+        # with its pipe.
+        cli.run("attach", "--qmp", str(vm1.qmp_path), "--node", chain1.fmt_node, "--name", "h1:vm1:vda")
+        old_engine = cli.status()["h1:vm1:vda"]["engine_pid"]
+        old_filter = [n for n in qmp_view(vm1.qmp_path)[0] if n.startswith("dsvmi-")]
+        daemon.kill()
+        daemon.wait()
+        nodes, roots, _ = qmp_view(vm1.qmp_path)
+        assert list(roots.values()) == old_filter, f"the dead daemon's filter is not in the path: {roots}"
+        daemon = subprocess.Popen([env.dsvmi(), "daemon", "--socket", sock, "--state-dir", str(state)],
+                                  stderr=open(work / "daemon2.log", "w"), env=env.process_env())
+        deadline = time.monotonic() + 30
+        while subprocess.run([env.dsvmi(), "status", "--socket", sock], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "the second daemon never answered"
+            time.sleep(0.1)
+        r = cli.run("attach", "--qmp", str(vm1.qmp_path), "--node", chain1.fmt_node, "--name", "h1:vm1:vda")
+        assert f"removed the stale filter {old_filter[0]}" in r.stdout, r.stdout
+        nodes, roots, _ = qmp_view(vm1.qmp_path)
+        filters = [n for n in nodes if n.startswith("dsvmi-")]
+        assert len(filters) == 1 and filters != old_filter and list(roots.values()) == filters, (nodes, roots)
+        wait_iters(vm1, 3, "attached by the second daemon")
+        assert cli.status()["h1:vm1:vda"]["events"] > 0
+        cli.run("detach", "h1:vm1:vda")
+        nodes, roots, _ = qmp_view(vm1.qmp_path)
+        assert list(roots.values()) == [chain1.fmt_node] and not any(n.startswith("dsvmi-") for n in nodes), nodes
+        deadline = time.monotonic() + 60
+        while os.path.exists(f"/proc/{old_engine}") and "zombie" not in \
+                Path(f"/proc/{old_engine}/status").read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"the dead daemon's engine {old_engine} is still running"
+            time.sleep(0.2)
         vm1.send_control("stop")
         consoles["vm1"] = vm1.wait(timeout=300)
     finally:
