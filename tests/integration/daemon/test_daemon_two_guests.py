@@ -25,7 +25,9 @@ CLI (and HTTP for the metrics):
     own counters show the dropped bytes per iteration rise when the glob goes;
   - detach vm1 (timed), re-attach it in full mode, detach again;
   - vm2: its engine is killed (status shows it, vm1 keeps streaming), then
-    the guest powers off (QEMU gone) and detach still succeeds, naming it.
+    the guest powers off (QEMU gone) and detach still succeeds, naming it;
+  - the daemon is SIGKILLed with vm1 attached: a second daemon replaces the
+    dead one's filter at attach, detaches cleanly, the orphaned engine ends.
 Oracles: the guests' own action lists (ITER lines, DSVMI-FILES, md5 re-read
 in the guest), debugfs and e2fsck on the final images (qcow2 converted with
 qemu-img), QEMU's QMP queries, the gate's counters, Prometheus' parser.
