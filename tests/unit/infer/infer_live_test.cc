@@ -493,9 +493,10 @@ class DrainOnStop : public LiveImage {
     ASSERT_EQ(rc, 0) << out;
   }
 
-  pid_t start_engine() {
+  pid_t start_engine(const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {DSVMI_BIN, "run", "--ring", tmp_ / "ring", "--index", tmp_ / "image0.dsvx",
                                      "--disk", final_, "--events", tmp_ / "events.jsonl", "--stats"};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -518,11 +519,12 @@ class DrainOnStop : public LiveImage {
   }
 
   // Publishes every batch's block diff (64 KiB writes) and a Flush after each.
-  void produce() {
+  void produce(size_t first = 0, size_t end = SIZE_MAX) {
     char err[256] = {};
     dsvmi_ring_producer_t* p = dsvmi_ring_producer_open((tmp_ / "ring").c_str(), err, sizeof err);
     ASSERT_NE(p, nullptr) << err;
-    for (auto& [before, after] : batches_) {
+    for (size_t k = first; k < std::min(end, batches_.size()); k++) {
+      auto& [before, after] = batches_[k];
       FrameStream fsx;
       fsx.diff(before, after, 4096);
       const std::string a = read_file(after);
@@ -543,6 +545,21 @@ class DrainOnStop : public LiveImage {
     int st = 0;
     EXPECT_EQ(waitpid(pid, &st, 0), pid);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+
+  uint64_t producer_index() {
+    std::string out = run(std::string(DSVMI_BIN) + " ring-stat " + quote(tmp_ / "ring"));
+    std::smatch m;
+    EXPECT_TRUE(std::regex_search(out, m, std::regex(R"(producer (\d+), consumer)"))) << out;
+    return m.empty() ? 0 : std::stoull(m[1]);
+  }
+
+  std::vector<std::string> all_lines() {
+    std::vector<std::string> r;
+    std::istringstream in(read_file(tmp_ / "events.jsonl"));
+    std::string l;
+    while (std::getline(in, l)) r.push_back(l);
+    return r;
   }
 
   std::vector<std::string> event_lines() {
@@ -607,6 +624,52 @@ TEST_F(DrainOnStop, ASecondSignalExitsWithoutDraining) {
   std::string err = read_file(tmp_ / "stderr");
   EXPECT_NE(err.find("exiting without draining"), std::string::npos) << err;
   EXPECT_TRUE(event_lines().empty());
+}
+
+// The post-crawl replay: frames already in the ring when the engine starts
+// (here: published before it ran) are bracketed by ready records, the
+// boundary given by --replay-until (what a daemon read after its crawl).
+TEST_F(DrainOnStop, ReadyRecordsBracketTheReplay) {
+  produce(0, 1);
+  ASSERT_FALSE(HasFailure());
+  const uint64_t after_batch0 = producer_index();
+  produce(1, 2);
+  ASSERT_FALSE(HasFailure());
+  pid_t pid = start_engine({"--stats-interval", "3600", "--replay-until", std::to_string(after_batch0)});
+  ASSERT_GT(pid, 0);
+  // The last batch while it runs (stopped, so it may or may not have
+  // replayed yet: the order below holds either way), then stop it.
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  produce(2, 3);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_EQ(kill(pid, SIGCONT), 0);
+  ASSERT_EQ(wait_exit(pid), 0) << read_file(tmp_ / "stderr");
+  std::vector<std::string> lines = all_lines();
+  // Order: replaying record, batch 0's events, live record, then batches 1
+  // and 2 (frames written after the boundary are live events).
+  int replaying = -1, live = -1;
+  std::map<std::string, int> created_at;
+  for (int i = 0; i < int(lines.size()); i++) {
+    const std::string& l = lines[i];
+    if (json_str(l, "engine") == "ready" && json_str(l, "phase") == "replaying") {
+      EXPECT_EQ(json_u64(l, "catch_up_to"), after_batch0) << l;
+      replaying = i;
+    }
+    if (json_str(l, "engine") == "ready" && json_str(l, "phase") == "live") live = i;
+    if (json_str(l, "event") == "create") created_at[json_str(l, "path")] = i;
+  }
+  ASSERT_GE(replaying, 0) << read_file(tmp_ / "events.jsonl");
+  ASSERT_GT(live, replaying);
+  ASSERT_EQ(created_at.size(), 60u);
+  for (auto& [path, at] : created_at) {
+    const bool batch0 = path.rfind("/new/file_0_", 0) == 0;
+    if (batch0) {
+      EXPECT_TRUE(at > replaying && at < live) << path << " at line " << at;
+    } else {
+      EXPECT_GT(at, live) << path;
+    }
+  }
 }
 
 }  // namespace
