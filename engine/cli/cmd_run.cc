@@ -149,6 +149,9 @@ void run_usage(FILE* out) {
                "             live (watched files, gate recomputed); a {\"engine\":\"policy\",...}\n"
                "             record reports each attempt (docs/events.md, \"Engine records\")\n"
                "  --stats-interval  live ring: a {\"engine\":\"stats\",...} record every SECONDS\n"
+               "  --replay-until  live ring: the producer index where the post-crawl replay\n"
+               "             ends (default: the producer index at start); the ready records\n"
+               "             mark it\n"
                "  --gate     keep this gate file (dsvmi gate-create) in step with the file system\n"
                "  --data     put the written bytes (base64) into modify events\n"
                "  --state    at the end, print the engine's tree (one JSON object per path)\n"
@@ -188,6 +191,8 @@ int cmd_run(int argc, char** argv) {
   std::string trace_path, ring_path, index_path, disk_path, events_path, gate_path, policy_path;
   bool state = false, stats = false;
   double stats_interval = 0;
+  bool have_replay_until = false;
+  uint64_t replay_until = 0;
   ArgPolicy arg_policy;
   InferenceOptions options;
   bool ttl_given = false, max_given = false;
@@ -222,6 +227,15 @@ int cmd_run(int argc, char** argv) {
         std::fprintf(stderr, "dsvmi run: bad --stats-interval '%s' (seconds, > 0)\n", v.c_str());
         return 2;
       }
+    } else if (a == "--replay-until" && value(&v)) {
+      char* end = nullptr;
+      errno = 0;
+      replay_until = std::strtoull(v.c_str(), &end, 10);
+      if (end == v.c_str() || *end != '\0' || errno != 0) {
+        std::fprintf(stderr, "dsvmi run: bad --replay-until '%s' (a ring producer index)\n", v.c_str());
+        return 2;
+      }
+      have_replay_until = true;
     } else if (a == "--pending-max" && value(&v)) {
       if (!parse_size(v, &options.pending_max_bytes)) {
         std::fprintf(stderr, "dsvmi run: bad size '%s'\n", v.c_str());
@@ -322,6 +336,9 @@ int cmd_run(int argc, char** argv) {
   // Policy generations: 1 is the policy the engine starts with (applied, and
   // reported, when it comes from a file: the gate is recomputed from the
   // index so it matches the file even if the crawl published another).
+  // Status records (policy/ready/stats) only for callers that asked for
+  // records: plain event consumers see events only.
+  const bool records = !policy_path.empty() || stats_interval > 0;
   uint64_t generation = 1;
   PolicyApplyResult last_applied;  // reported again when a change is refused
   if (!policy_path.empty()) {
@@ -365,7 +382,9 @@ int cmd_run(int argc, char** argv) {
                    st.message().c_str());
     }
     std::fflush(stderr);
-    policy_record(out, generation, st, np, r);
+    // A plain event consumer (no --policy-file, no --stats-interval) gets
+    // no record: stderr says why the SIGHUP did nothing.
+    if (records) policy_record(out, generation, st, np, r);
   };
 
   int rc = 0;
@@ -403,20 +422,19 @@ int cmd_run(int argc, char** argv) {
     }
     std::fprintf(stderr, "dsvmi run: ready ring=%s\n", ring_path.c_str());
     std::fflush(stderr);
-    // Status records (ready/stats) only for callers that asked for records:
-    // plain event consumers see events only.
-    const bool records = !policy_path.empty() || stats_interval > 0;
     // Post-crawl replay: the frames already in the ring when the engine
     // starts were written during the crawl; "live" once they are consumed.
     bool replaying = false;
     uint64_t catch_up_to = 0;
     {
       RingConsumerStats rs = ring->stats();
-      catch_up_to = rs.producer_index;
-      replaying = rs.producer_index > rs.consumer_index;
+      // The end of the replay: what the caller says (the producer index it
+      // read when the crawl finished), else the producer index now.
+      catch_up_to = have_replay_until ? replay_until : rs.producer_index;
+      replaying = catch_up_to > rs.consumer_index;
       if (records) {
         write_record(out, replaying ? "{\"engine\":\"ready\",\"phase\":\"replaying\",\"catch_up_to\":" +
-                                          std::to_string(rs.producer_index) + ",\"consumer_index\":" +
+                                          std::to_string(catch_up_to) + ",\"consumer_index\":" +
                                           std::to_string(rs.consumer_index) + "}"
                                     : "{\"engine\":\"ready\",\"phase\":\"live\",\"frames\":0}");
       }
@@ -461,7 +479,9 @@ int cmd_run(int argc, char** argv) {
         std::fflush(stderr);
       }
       if (g_run_hup) reload_policy();
-      size_t n = ring->Dequeue(views, kBurst);
+      // While replaying, one frame at a time: the "live" record then falls
+      // exactly between the last replayed frame's events and the next ones.
+      size_t n = ring->Dequeue(views, replaying ? 1 : kBurst);
       for (size_t i = 0; i < n && rc == 0 && g_run_stop < 2; i++) {
         if (!(s = engine->feed(views[i]))) {
           std::fprintf(stderr, "dsvmi run: %s\n", s.message().c_str());

@@ -560,7 +560,11 @@ void FsEngine::consistency_point(const FrameView& f) {
     auto it = decoded_.inodes.find(ino);
     if (it != decoded_.inodes.end()) c.now = &it->second;
     if (!c.old && !c.now) continue;
-    c.reused = c.old && c.now && (c.old->generation != c.now->generation || c.old->type != c.now->type);
+    // Reused: freed and allocated again since the model last saw it. The
+    // generation tells only if the model's copy was decoded (the index keeps
+    // none: an index inode has generation 0 whatever the disk says).
+    c.reused = c.old && c.now &&
+               ((state_.generation_known(ino) && c.old->generation != c.now->generation) || c.old->type != c.now->type);
     changes.emplace(ino, std::move(c));
   }
   auto is_reused = [&](uint64_t ino) {

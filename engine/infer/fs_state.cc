@@ -15,10 +15,14 @@ const Inode* FsState::inode(uint64_t ino) {
   return it->second ? &*it->second : nullptr;
 }
 
-void FsState::set_inode(const Inode& inode) { inodes_[inode.ino] = inode; }
+void FsState::set_inode(const Inode& inode) {
+  inodes_[inode.ino] = inode;
+  decoded_.insert(inode.ino);
+}
 
 void FsState::free_inode(uint64_t ino) {
   inodes_[ino] = std::nullopt;
+  decoded_.erase(ino);
   dirs_[ino].clear();
 }
 
