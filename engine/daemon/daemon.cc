@@ -295,6 +295,7 @@ struct Attachment {
   uint64_t attach_client = 0, policy_client = 0, detach_client = 0;
   double policy_deadline = 0, detach_started = 0, kill_at = 0;
   std::string replaced_filter;              // a dead daemon's filter removed at attach ("" = none)
+  std::string replay_until;                 // ring producer index when the crawl ended ("" = unknown)
   std::string policy_backup;                // the policy file's previous text, restored if the engine refuses
   std::string policy_pending_ttl, policy_pending_max;  // asked for, in force once the engine confirms
   std::vector<std::string> detach_problems;
@@ -398,6 +399,7 @@ class Daemon {
   void remove_files(Attachment& a);
   void finish_detach(Attachment& a);
   void pump_engine(Attachment& a);
+  std::string ring_producer_index(const Attachment& a);
   void on_engine_line(Attachment& a, const std::string& line);
   void on_engine_record(Attachment& a, const Json& rec);
   void engine_gone(Attachment& a);
@@ -803,9 +805,13 @@ void Daemon::crawl_finished(Attachment& a) {
                        "no supported file system on " + a.image + " (" +
                            (skipped.empty() ? "nothing recognised" : skipped.substr(1)) + "); dsvmi watches ext2/3/4");
   }
-  // The engine says when it has replayed what the ring holds (its ready
-  // records, phase replaying -> live); events before that are withheld.
+  // Seed §2.6.1: the frames written up to the end of the crawl are replayed
+  // against a model they may predate; the engine replays until the producer
+  // index read now (--replay-until) and brackets that replay with its ready
+  // records (phase replaying -> live), in stream order; events between them
+  // are withheld.
   a.catching_up = false;
+  a.replay_until = ring_producer_index(a);
   a.gate_why.clear();
   if (size_t g = out.find("\ngate "); g != std::string::npos) {
     size_t colon = out.find(": ", g);
@@ -864,6 +870,7 @@ void Daemon::start_engine(Attachment& a) {
   // policy file makes it pass-all.
   std::vector<std::string> argv = {opt_.self_exe, "run", "--ring", a.ring, "--index", a.index, "--disk", a.disk,
                                    "--gate", a.gate, "--policy-file", a.policy_file, "--stats-interval", "2"};
+  if (!a.replay_until.empty()) argv.insert(argv.end(), {"--replay-until", a.replay_until});
   // pending_ttl/pending_max come from the policy file only (the command
   // line would win over it and make them fixed).
   int log = ::open(a.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -1145,6 +1152,17 @@ void Daemon::publish(const Attachment& a, Json ev) {
     }
     send_to(c, msg);
   }
+}
+
+std::string Daemon::ring_producer_index(const Attachment& a) {
+  int rc;
+  std::string text = tool({"ring-stat", a.ring}, &rc);
+  unsigned long long p = 0, c = 0;
+  size_t at = text.find("indices:");
+  if (rc != 0 || at == std::string::npos ||
+      std::sscanf(text.c_str() + at, "indices: producer %llu, consumer %llu", &p, &c) != 2)
+    return "";
+  return std::to_string(p);
 }
 
 void Daemon::on_engine_record(Attachment& a, const Json& rec) {
