@@ -19,7 +19,8 @@ CLI (and HTTP for the metrics):
     how long `dsvmi status` took meanwhile (printed, not asserted);
   - metrics: GET /metrics parsed by prometheus_client's own text parser
     (and the textfile the same way), 404/405 for the rest;
-  - live policy changes on vm1 while it writes: /data/** then metadata only;
+  - live policy changes on vm1 while it writes: /data/** then metadata only,
+    then full mode (gate pass-all: no write dropped after the reply);
     the engine must not restart (same pid), every file created across the
     switches has its create event, /data modify events start, and the gate's
     own counters show the dropped bytes per iteration rise when the glob goes;
@@ -435,6 +436,17 @@ def main():
             f"policy set restarted the engine: pid {engine_pid} -> {st['engine_pid']}"
         assert st["policy_changes"] >= 2 and st["globs"] == [], st
         assert st["engine"] == "running", st
+        # Live switch to full mode: the gate passes everything from the reply on.
+        full_policy = work / "full.policy"
+        full_policy.write_text("mode = full\n")
+        cli.run("policy", "set", "h1:vm1:vda", str(full_policy))
+        g0 = cli.status()["h1:vm1:vda"]["gate"]
+        wait_iters(vm1, 4, "full mode")
+        st = cli.status()["h1:vm1:vda"]
+        assert st["mode"] == "full" and st["gate"]["mode"] == "pass-all", st
+        assert st["gate"]["writes_dropped"] == g0["writes_dropped"], (g0, st["gate"])
+        assert st["gate"]["writes_passed"] > g0["writes_passed"], (g0, st["gate"])
+        assert st["engine_pid"] == engine_pid, "the switch to full mode restarted the engine"
 
         # -- detach vm1 (timed), re-attach, detach --------------------------------
         before_detach = last_iter(vm1.console())  # files up to here were synced before the detach began
