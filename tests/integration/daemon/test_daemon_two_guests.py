@@ -324,6 +324,13 @@ def main():
         vm2.send_control("go")
         nodes, roots, exports = qmp_view(vm2.qmp_path)
         assert exports, f"vm2 (qcow2) is attached but QEMU has no NBD export: {exports}"
+        # A second disk of the same VM through the same NBD server (reused),
+        # failing (vfat): its rollback deletes its own export only.
+        r = cli.run("attach", "--qmp", str(vm2.qmp_path), "--node", "blank-raw", "--read", "nbd", expect=1)
+        assert "no supported file system" in r.stderr, r.stderr
+        nodes, roots, exports2 = qmp_view(vm2.qmp_path)
+        assert exports2 == exports, f"vm2's export changed by another disk's failed attach: {exports} -> {exports2}"
+        assert roots.get("/machine/peripheral/vdisk1/virtio-backend") == "blank-raw", roots
 
         wait_iters(vm1, 6, "attached, logs policy")
         wait_iters(vm2, 6, "attached, full")
