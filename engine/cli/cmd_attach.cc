@@ -19,12 +19,16 @@ int cmd_attach(int argc, char** argv) {
     else if (a == "--name" && i + 1 < argc) args.set("name", argv[++i]);
     else if (a == "--mode" && i + 1 < argc) args.set("mode", argv[++i]);
     else if (a == "--policy" && i + 1 < argc) policy_path = argv[++i];
+    else if (a == "--read" && i + 1 < argc) args.set("read", argv[++i]);
     else {
       std::fprintf(a == "--help" ? stdout : stderr,
                    "usage: dsvmi attach --qmp SOCKET --node NODE [--name HOST:VM:DISK]\n"
-                   "                    [--policy FILE | --mode low-overhead|full] [--socket DAEMON]\n"
+                   "                    [--policy FILE | --mode low-overhead|full] [--read auto|file|nbd]\n"
+                   "                    [--socket DAEMON]\n"
                    "Inserts the dsvmi filter above NODE (query-named-block-nodes) of the running VM\n"
-                   "whose QMP socket is SOCKET, crawls the disk and starts its engine (docs/user-guide.md).\n");
+                   "whose QMP socket is SOCKET, crawls the disk and starts its engine (docs/user-guide.md).\n"
+                   "--read: how the crawl and engine read the disk: the image file (raw images) or an NBD\n"
+                   "export of NODE by QEMU itself (any format); auto picks the file when NODE is raw.\n");
       return a == "--help" ? 0 : 2;
     }
   }
@@ -42,9 +46,14 @@ int cmd_attach(int argc, char** argv) {
   }
   Json r;
   if (int rc = call_or_report("attach", socket, "attach", args, &r)) return rc;
-  std::printf("attached %s: filter %s on %s (image %s), engine pid %lld\n", r.get_string("name").c_str(),
+  std::string disk = r.get_string("disk");
+  std::printf("attached %s: filter %s on %s (image %s%s%s), engine pid %lld, crawl %.1f s\n", r.get_string("name").c_str(),
               r.get_string("filter_node").c_str(), r.get_string("device").c_str(), r.get_string("image").c_str(),
-              (long long)r.get_number("engine_pid"));
+              disk.rfind("nbd", 0) == 0 ? ", read via " : "", disk.rfind("nbd", 0) == 0 ? disk.c_str() : "",
+              (long long)r.get_number("engine_pid"), r.get_number("crawl_seconds"));
+  if (!r.get_string("replaced_stale_filter").empty())
+    std::printf("  note: removed the stale filter %s a dead dsvmi daemon had left in the VM\n",
+                r.get_string("replaced_stale_filter").c_str());
   return 0;
 }
 

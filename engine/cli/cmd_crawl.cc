@@ -25,6 +25,7 @@ void usage(FILE* out) {
                "  Crawls the disk's partitions and file systems and prints a summary.\n"
                "  --index OUT  write the index file (for dsvmi ls/stat and the engine)\n"
                "  --direct     read with O_DIRECT (cold cache; raw images only)\n"
+               "  --progress   print 'progress FS FRACTION' lines to stderr (for dsvmi daemon)\n"
                "  --gate PATH  then publish the policy's grains into the gate file PATH\n"
                "               (created if missing; needs --index). Default policy: metadata,\n"
                "               or glob when --glob is given ('**' crosses directories)\n");
@@ -36,6 +37,7 @@ int cmd_crawl(int argc, char** argv) {
   std::string disk_spec, index_path, gate_path, policy_name;
   std::vector<std::string> globs;
   DiskReaderOptions ro;
+  bool progress_lines = false;
   for (int i = 0; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
       usage(stdout);
@@ -48,6 +50,8 @@ int cmd_crawl(int argc, char** argv) {
       policy_name = argv[++i];
     } else if (!std::strcmp(argv[i], "--glob") && i + 1 < argc) {
       globs.push_back(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--progress")) {
+      progress_lines = true;
     } else if (!std::strcmp(argv[i], "--direct")) {
       ro.direct_io = true;
     } else if (argv[i][0] == '-' || !disk_spec.empty()) {
@@ -78,7 +82,15 @@ int cmd_crawl(int argc, char** argv) {
   options.index_path = index_path;
   const bool tty = isatty(STDERR_FILENO);
   auto last = std::chrono::steady_clock::now();
-  if (tty) {
+  if (progress_lines) {
+    options.progress = [&](size_t fs, double fraction) {
+      auto now = std::chrono::steady_clock::now();
+      if (fraction < 1.0 && now - last < std::chrono::milliseconds(200)) return;
+      last = now;
+      std::fprintf(stderr, "progress %zu %.4f\n", fs, fraction);
+      std::fflush(stderr);
+    };
+  } else if (tty) {
     options.progress = [&](size_t fs, double fraction) {
       auto now = std::chrono::steady_clock::now();
       if (fraction < 1.0 && now - last < std::chrono::milliseconds(100)) return;

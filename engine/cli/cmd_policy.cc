@@ -1,4 +1,5 @@
-// dsvmi policy set NAME FILE: apply a policy live (gate republished, no detach).
+// dsvmi policy set NAME FILE: apply a policy live (the engine re-reads it on
+// SIGHUP and republishes the gate; no restart, no detach).
 // dsvmi policy explain NAME|--image IMAGE FILE: what the policy would pass,
 // computed by crawling the disk into a scratch index and gate (nothing live
 // changes).
@@ -111,8 +112,11 @@ int cmd_policy(int argc, char** argv) {
   if (!args.get("mode")) args.set("mode", "low-overhead");
   Json r;
   if (int rc = call_or_report("policy", socket, "policy-set", args, &r)) return rc;
-  std::printf("policy of %s: mode %s, globs %s\n", r.get_string("name").c_str(), r.get_string("mode").c_str(),
-              r.get("globs")->dump().c_str());
+  const Json* globs = r.get("globs");
+  std::printf("policy of %s: mode %s, globs %s (generation %lld, applied live in %.3f s, gate %lld grains)\n",
+              r.get_string("name").c_str(), r.get_string("mode").c_str(), globs ? globs->dump().c_str() : "[]",
+              (long long)r.get_number("generation"), r.get_number("seconds"),
+              r.get("engine") ? (long long)r.get("engine")->get_number("gate_grains") : 0LL);
   return 0;
 }
 

@@ -38,10 +38,31 @@ int cmd_status(int argc, char** argv) {
                 : globs.empty()                ? "(none: metadata only)"
                                                : globs.c_str(),
                 a.get_string("node").c_str(), a.get_string("filter_node").c_str(), a.get_string("image").c_str());
-    std::printf("  engine %s%s, %lld events (%.1f/s), %lld restarts, %lld suppressed while catching up\n",
+    std::string state = a.get_string("state", "running");
+    if (const Json* cr = a.get("crawl"); cr && cr->is_object()) {
+      std::printf("  state crawling: file system %lld, %.0f%% after %.1f s (reading %s)\n",
+                  (long long)cr->get_number("file_system") + 1, 100 * cr->get_number("fraction"),
+                  cr->get_number("seconds"), a.get_string("read", "file").c_str());
+    } else {
+      std::printf("  state %s (crawl took %.1f s, disk read via %s)\n", state.c_str(), a.get_number("crawl_seconds"),
+                  a.get_string("read", "file") == "nbd" ? "QEMU's NBD export" : "the image file");
+    }
+    std::printf("  engine %s%s, %lld events (%.1f/s), %lld live policy changes, %lld suppressed while catching up\n",
                 a.get_string("engine").c_str(), a.get("catching_up") && a.get("catching_up")->as_bool() ? " (catching up)" : "",
                 (long long)a.get_number("events"), a.get_number("events_per_s"),
-                (long long)a.get_number("engine_restarts"), (long long)a.get_number("suppressed_events"));
+                (long long)a.get_number("policy_changes"), (long long)a.get_number("suppressed_events"));
+    if (const Json* st = a.get("engine_stats"); st && st->is_object()) {
+      const Json* l = st->get("latency_us");
+      if (l && l->is_object() && l->get_number("count") > 0)
+        std::printf("  event latency p50 %.1f ms, p99 %.1f ms, max %.1f ms (%lld events, last interval); ring lag %lld bytes, "
+                    "%lld lost records resynced\n",
+                    l->get_number("p50") / 1000, l->get_number("p99") / 1000, l->get_number("max") / 1000,
+                    (long long)l->get_number("count"), (long long)st->get_number("ring_lag_bytes"),
+                    (long long)st->get_number("lost_records"));
+      else
+        std::printf("  event latency: no events in the last interval; ring lag %lld bytes, %lld lost records resynced\n",
+                    (long long)st->get_number("ring_lag_bytes"), (long long)st->get_number("lost_records"));
+    }
     if (gate && gate->is_object()) {
       double passing = gate->get_string("mode") == "pass-all" ? 1.0 : gate->get_number("set_bytes") / (disk ? disk : 1);
       std::printf("  gate %s, %.2f%% of the disk passes; passed %lld writes / %lld bytes, dropped %lld / %lld\n",

@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "dsvmi/gate_writer.h"
+#include "dsvmi/glob.h"
 #include "dsvmi/inference.h"
 #include "dsvmi/partition.h"
 #include "fs_engine.h"
@@ -106,6 +108,56 @@ class Engine : public InferenceEngine {
   }
 
   const InferenceStats& stats() const override { return ctx_.stats; }
+
+  Status set_policy(const GatePolicy& policy, PolicyApplyResult* result) override {
+    PolicyApplyResult local;
+    PolicyApplyResult* r = result ? result : &local;
+    *r = {};
+    // Everything that can fail about the policy itself, before any change.
+    std::vector<Glob> globs;
+    if (policy.kind == GatePolicyKind::MetadataAndGlobs) {
+      if (policy.globs.empty()) return Status::error("policy: glob policy without globs");
+      for (const std::string& p : policy.globs) {
+        Glob g;
+        Status s = Glob::compile(p, &g);
+        if (!s) return Status::error("policy: glob '" + p + "': " + s.message());
+        globs.push_back(std::move(g));
+      }
+    }
+    ctx_.options.policy = policy;
+    for (auto& fs : fss_) fs->set_globs(globs);
+    ctx_.stats.policy_changes++;
+    Gate* gate = ctx_.options.gate;
+    if (gate == nullptr) return Status::ok();
+    r->gate = true;
+    // One new generation: the whole grain set recomputed (metadata always,
+    // data of exactly the watched files), the mode, one publish.
+    Status s = gate->clear_grains(GrainRange{0, gate->grain_count()});
+    for (auto& fs : fss_) {
+      if (!s) break;
+      s = fs->add_gate_grains(*gate, r);
+    }
+    if (!s) return Status::error("policy: gate: " + s.message());
+    gate->set_mode(policy.kind == GatePolicyKind::PassAll ? GateMode::kPassAll : GateMode::kSet);
+    gate->optimize();
+    if (!(s = gate->publish())) return Status::error("policy: gate publish: " + s.message());
+    ctx_.stats.gate_updates++;
+    r->gate_pass_all = policy.kind == GatePolicyKind::PassAll;
+    r->gate_grains = gate->set_grain_count();
+    return Status::ok();
+  }
+
+  const GatePolicy& policy() const override { return ctx_.options.policy; }
+
+  void set_pending_limits(uint64_t ttl_ns, uint64_t max_bytes) override {
+    ctx_.options.pending_ttl_ns = ttl_ns;
+    ctx_.options.pending_max_bytes = max_bytes;
+  }
+
+  void take_interval_latency(LatencyHistogram* out) override {
+    *out = ctx_.interval_latency;
+    ctx_.interval_latency.clear();
+  }
 
  private:
   // The index records where a file system starts, not its partition

@@ -123,6 +123,7 @@ void event_to_json(const Event& e, std::string* out) {
   out->push_back('"');
   field("time_ns", e.time_ns, out);
   field("frame_seq", e.frame_seq, out);
+  if (e.latency_us >= 0) field("latency_us", static_cast<uint64_t>(e.latency_us), out);
   out->append(",\"disk\":");
   json_string(e.disk, out);
   field("partition", e.partition, out);

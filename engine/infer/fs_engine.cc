@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <unordered_set>
 
 #include "../fs/ext4/ext4_format.h"
 #include "dsvmi/gate_writer.h"
+#include "dsvmi/grain.h"
 
 namespace dsvmi::infer {
 namespace {
@@ -145,6 +147,16 @@ Event FsEngine::base_event(const FrameView& f, EventKind kind, uint64_t ino) {
 
 void FsEngine::emit(Event&& e) {
   e.seq = ctx_.next_event_seq++;
+  if (ctx_.options.measure_latency) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+    // A producer clock ahead of ours (untrusted timestamp) counts as 0.
+    const uint64_t us = now > e.time_ns ? (now - e.time_ns) / 1000 : 0;
+    e.latency_us = static_cast<int64_t>(std::min<uint64_t>(us, INT64_MAX));
+    ctx_.stats.latency.record(us);
+    ctx_.interval_latency.record(us);
+  }
   ctx_.stats.events++;
   ctx_.sink->emit(e);
 }
@@ -164,6 +176,90 @@ void FsEngine::gate_blocks(uint64_t first, uint64_t count, bool pass) {
     if (b > a) (void)gate->clear_bytes(a, b - a);
   }
   gate_dirty_ = true;
+}
+
+// ---------------------------------------------------------------------------
+// Policy changes
+
+void FsEngine::set_globs(std::vector<Glob> globs) {
+  globs_ = std::move(globs);
+  watched_cache_.clear();
+}
+
+Status FsEngine::add_gate_grains(Gate& gate, PolicyApplyResult* result) {
+  const GatePolicy& p = ctx_.options.policy;
+  // Watched files under globs: one walk of the current tree (every name of
+  // every file, like watched()), without materializing directories.
+  std::unordered_set<uint64_t> matched;
+  if (p.kind == GatePolicyKind::MetadataAndGlobs && !globs_.empty()) {
+    struct Dir {
+      uint64_t ino;
+      std::string path;
+      int depth;
+    };
+    std::vector<Dir> stack{{state_.root(), "", 0}};
+    std::unordered_set<uint64_t> entered{state_.root()};
+    std::vector<DirEntry> entries;
+    while (!stack.empty()) {
+      Dir d = std::move(stack.back());
+      stack.pop_back();
+      state_.peek_entries(d.ino, &entries);
+      for (const DirEntry& e : entries) {
+        std::string path = d.path + "/" + e.name;
+        if (path.size() > kMaxPathBytes) continue;
+        if (e.type == FileType::Directory) {
+          if (d.depth < kMaxPathDepth && entered.insert(e.ino).second) stack.push_back({e.ino, std::move(path), d.depth + 1});
+          continue;
+        }
+        if (e.type != FileType::Regular || matched.count(e.ino)) continue;
+        for (const Glob& g : globs_) {
+          if (g.matches(path)) {
+            matched.insert(e.ino);
+            break;
+          }
+        }
+      }
+    }
+    result->watched_files += matched.size();
+  }
+  auto data_passes = [&](uint64_t ino) {
+    if (p.kind == GatePolicyKind::PassAll) return true;
+    if (p.kind == GatePolicyKind::MetadataOnly) return false;
+    return matched.count(ino) != 0;
+  };
+  // Every block of the file system by its current owner; consecutive
+  // passing blocks become one range.
+  const uint64_t nblocks = view_.blocks();
+  const uint32_t bs = info_.block_size;
+  uint64_t run_first = 0, run_len = 0;
+  auto close_run = [&]() -> Status {
+    if (run_len == 0) return Status::ok();
+    uint64_t off = info_.partition_offset + run_first * bs, len = run_len * bs;
+    run_len = 0;
+    if (off >= gate.disk_size()) return Status::ok();
+    len = std::min(len, gate.disk_size() - off);
+    return gate.set_bytes(off, len);
+  };
+  for (uint64_t b = 0; b < nblocks; b++) {
+    BlockOwner o;
+    bool pass = false;
+    if (rmap_.owner(b, &o)) {
+      if (is_metadata(o.kind) || o.kind == BlockKind::Journal) {
+        pass = true;
+        result->metadata_blocks++;
+      } else if (o.kind == BlockKind::FileData && data_passes(o.ino)) {
+        pass = true;
+        result->data_blocks++;
+      }
+    }
+    if (pass) {
+      if (run_len == 0) run_first = b;
+      run_len++;
+    } else if (Status s = close_run(); !s) {
+      return s;
+    }
+  }
+  return close_run();
 }
 
 // ---------------------------------------------------------------------------
@@ -464,7 +560,11 @@ void FsEngine::consistency_point(const FrameView& f) {
     auto it = decoded_.inodes.find(ino);
     if (it != decoded_.inodes.end()) c.now = &it->second;
     if (!c.old && !c.now) continue;
-    c.reused = c.old && c.now && (c.old->generation != c.now->generation || c.old->type != c.now->type);
+    // Reused: freed and allocated again since the model last saw it. The
+    // generation tells only if the model's copy was decoded (the index keeps
+    // none: an index inode has generation 0 whatever the disk says).
+    c.reused = c.old && c.now &&
+               ((state_.generation_known(ino) && c.old->generation != c.now->generation) || c.old->type != c.now->type);
     changes.emplace(ino, std::move(c));
   }
   auto is_reused = [&](uint64_t ino) {

@@ -57,6 +57,7 @@ struct EngineContext {
   InferenceStats stats;
   EventSink* sink = nullptr;
   uint64_t next_event_seq = 1;
+  LatencyHistogram interval_latency;  // since the last take_interval_latency()
 };
 
 class FsEngine {
@@ -74,6 +75,14 @@ class FsEngine {
   void lost(const FrameView& f, uint64_t disk_offset, uint64_t len);
   void finish();
   void dump_state(std::vector<std::string>* lines);
+
+  // Policy change (ctx.options.policy already holds the new one): the new
+  // globs, the watched cache dropped.
+  void set_globs(std::vector<Glob> globs);
+  // Sets in `gate` the grains this file system needs under the current
+  // policy, from the current model (index + overlay): every metadata and
+  // journal block, the data blocks of watched files. Does not publish.
+  Status add_gate_grains(Gate& gate, PolicyApplyResult* result);
 
  private:
   struct Op;

@@ -15,10 +15,14 @@ const Inode* FsState::inode(uint64_t ino) {
   return it->second ? &*it->second : nullptr;
 }
 
-void FsState::set_inode(const Inode& inode) { inodes_[inode.ino] = inode; }
+void FsState::set_inode(const Inode& inode) {
+  inodes_[inode.ino] = inode;
+  decoded_.insert(inode.ino);
+}
 
 void FsState::free_inode(uint64_t ino) {
   inodes_[ino] = std::nullopt;
+  decoded_.erase(ino);
   dirs_[ino].clear();
 }
 
@@ -36,6 +40,18 @@ const std::map<std::string, DirEntry>& FsState::entries(uint64_t dir) {
     it = dirs_.emplace(dir, std::move(m)).first;
   }
   return it->second;
+}
+
+void FsState::peek_entries(uint64_t dir, std::vector<DirEntry>* out) const {
+  out->clear();
+  auto it = dirs_.find(dir);
+  if (it != dirs_.end()) {
+    for (const auto& [name, e] : it->second) out->push_back(e);
+    return;
+  }
+  auto in = inodes_.find(dir);
+  if (in != inodes_.end() && (!in->second || in->second->type != FileType::Directory)) return;
+  if (!base_.list(dir, out)) out->clear();
 }
 
 const std::vector<Link>& FsState::links(uint64_t ino) {

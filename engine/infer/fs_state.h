@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "dsvmi/fs_model.h"
@@ -25,6 +26,12 @@ class FsState {
   const Inode* inode(uint64_t ino);
   void set_inode(const Inode& inode);
   void free_inode(uint64_t ino);
+  // Whether inode(ino)->generation is the inode's real i_generation: true
+  // once the engine decoded it. The crawl index does not keep generations
+  // (docs/index.md), so an inode read from it has generation 0, which says
+  // nothing: comparing it with a decoded one would call every inode the
+  // kernel created before the crawl "reused".
+  bool generation_known(uint64_t ino) const { return decoded_.count(ino) != 0; }
 
   // Entries of a directory (not "." / ".."), by name.
   const std::map<std::string, DirEntry>& entries(uint64_t dir);
@@ -32,6 +39,10 @@ class FsState {
   void add_entry(uint64_t dir, const DirEntry& entry);
   void remove_entry(uint64_t dir, const std::string& name);
   const DirEntry* find(uint64_t dir, const std::string& name);
+
+  // Entries of a directory without materializing it (the overlay's if it was
+  // touched, else the index's): for whole-tree walks.
+  void peek_entries(uint64_t dir, std::vector<DirEntry>* out) const;
 
   // Names of an inode.
   const std::vector<Link>& links(uint64_t ino);
@@ -47,6 +58,7 @@ class FsState {
   std::unordered_map<uint64_t, std::optional<Inode>> inodes_;
   std::unordered_map<uint64_t, std::map<std::string, DirEntry>> dirs_;
   std::unordered_map<uint64_t, std::vector<Link>> links_;
+  std::unordered_set<uint64_t> decoded_;  // inodes set by set_inode()
 };
 
 }  // namespace dsvmi::infer

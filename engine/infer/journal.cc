@@ -8,7 +8,7 @@ uint32_t be32(const uint8_t* p) {
 }
 uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
-constexpr uint32_t kIncompatRevoke = 0x1;
+[[maybe_unused]] constexpr uint32_t kIncompatRevoke = 0x1;  // revokes are not needed (docs/inference.md)
 constexpr uint32_t kIncompat64bit = 0x2;
 constexpr uint32_t kIncompatCsumV2 = 0x8;
 constexpr uint32_t kIncompatCsumV3 = 0x10;

@@ -16,6 +16,7 @@ struct DaemonOptions {
   std::string state_dir;     // rings, gates, indexes, engine logs
   std::string self_exe;      // the dsvmi binary whose subcommands do the work
   std::string metrics_file;  // Prometheus textfile, rewritten every few seconds ("" = none)
+  std::string metrics_listen;  // "127.0.0.1:PORT": GET /metrics over HTTP from the same loop ("" = none)
 };
 
 // Serves until SIGINT/SIGTERM; detaches everything on the way out.
@@ -31,6 +32,9 @@ Json make_return(Json value);
 // On a protocol error reply, returns an error Status with the desc.
 Status daemon_call(const std::string& socket_path, const std::string& command, const Json& arguments,
                    Json* result);
+// "HOST:PORT" of --metrics-listen; only IPv4 loopback addresses (the endpoint
+// has no authentication).
+Status parse_listen_address(const std::string& spec, std::string* host, int* port);
 // Default socket: $DSVMI_SOCKET, else ${XDG_RUNTIME_DIR:-/tmp}/dsvmi.sock.
 std::string default_daemon_socket();
 

@@ -53,6 +53,7 @@ struct Event {
   uint64_t offset = 0, length = 0;  // Modify: file bytes; Overflow: disk bytes
   std::vector<uint8_t> data;  // Modify with data capture on: the bytes written
   uint64_t lost_frames = 0;   // Overflow
+  int64_t latency_us = -1;    // live ring input: emission time - time_ns (CLOCK_MONOTONIC); -1: not measured
 };
 
 // Where events go. emit() is called from the engine's thread, in order.

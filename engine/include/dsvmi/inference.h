@@ -25,6 +25,7 @@
 #include "dsvmi/events.h"
 #include "dsvmi/frame_view.h"
 #include "dsvmi/index.h"
+#include "dsvmi/latency.h"
 #include "dsvmi/policy.h"
 #include "dsvmi/status.h"
 
@@ -50,6 +51,20 @@ struct InferenceOptions {
   // Low-overhead mode: the engine keeps this gate in step with the file
   // system (metadata + watched files' data pass). nullptr: no gate.
   Gate* gate = nullptr;
+  // Live ring input: each event gets latency_us = CLOCK_MONOTONIC now -
+  // time_ns of its frame (same host), recorded in the latency histograms.
+  // Never for a trace replay (its timestamps are from another time).
+  bool measure_latency = false;
+};
+
+// What set_policy() did.
+struct PolicyApplyResult {
+  bool gate = false;            // a gate is kept (--gate)
+  bool gate_pass_all = false;   // the gate now passes everything (full mode)
+  uint64_t gate_grains = 0;     // grains set in the gate's bitmap after the change
+  uint64_t metadata_blocks = 0; // fs blocks passed as metadata
+  uint64_t data_blocks = 0;     // fs blocks passed as data of watched files
+  uint64_t watched_files = 0;   // files matching the globs (MetadataAndGlobs)
 };
 
 struct InferenceStats {
@@ -72,6 +87,9 @@ struct InferenceStats {
   uint64_t forced_ops = 0;             // name operations applied out of a consistent order
   uint64_t gate_updates = 0;           // gate publications
   uint64_t events = 0;
+  uint64_t policy_changes = 0;         // set_policy() calls applied
+  // Event latency (measure_latency): since the start, in microseconds.
+  LatencyHistogram latency;
 };
 
 class InferenceEngine {
@@ -95,6 +113,19 @@ class InferenceEngine {
   // {"path","ino","type","mode","uid","gid","size","links","mtime_ns","target"}.
   virtual void dump_state(std::string* out) = 0;
   virtual const InferenceStats& stats() const = 0;
+
+  // Live policy change (between frames; no frame is skipped): which files are
+  // watched (modify events) from now on, and, with a gate, the gate is
+  // recomputed from the engine's current model (crawl index + what changed
+  // since): metadata always, the data blocks of exactly the watched files,
+  // pass-all mode for PassAll. Published once. A bad glob is refused and
+  // nothing changes.
+  virtual Status set_policy(const GatePolicy& policy, PolicyApplyResult* result) = 0;
+  virtual const GatePolicy& policy() const = 0;
+  // Pending store limits (InferenceOptions::pending_ttl_ns/pending_max_bytes).
+  virtual void set_pending_limits(uint64_t ttl_ns, uint64_t max_bytes) = 0;
+  // The event latency histogram since the previous call (then cleared).
+  virtual void take_interval_latency(LatencyHistogram* out) = 0;
 };
 
 }  // namespace dsvmi

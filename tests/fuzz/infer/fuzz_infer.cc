@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dsvmi/crawl.h"
+#include "dsvmi/gate_writer.h"
 #include "dsvmi/frame_generated.h"
 #include "dsvmi/index.h"
 #include "dsvmi/inference.h"
@@ -29,6 +30,9 @@ struct World {
   std::vector<uint64_t> journal;      // journal blocks, by position
   uint32_t bs = 4096;
   bool ok = false;
+  // A gate the engine keeps in step (and recomputes on policy changes); its
+  // file is unlinked, the mapping stays.
+  std::unique_ptr<dsvmi::Gate> gate;
 };
 
 std::vector<char> slurp(const std::string& path) {
@@ -71,6 +75,9 @@ World make_world() {
       w.interesting.push_back(b);
     }
   }
+  dsvmi::GateOptions go;
+  go.disk_size = w.image.size();
+  if (!dsvmi::Gate::create(d + "/gate", go, &w.gate)) return w;
   std::system(("rm -rf " + d).c_str());
   w.ok = !w.interesting.empty() && w.journal.size() > 8;
   return w;
@@ -123,6 +130,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.capture_data = true;
   options.pending_max_bytes = 1 << 20;
   options.journal_cache_blocks = 64;
+  options.gate = world.gate.get();
+  options.measure_latency = size % 2 == 1;
   auto engine = dsvmi::InferenceEngine::create(*index, disk, sink, options, &s);
   if (!engine) abort();
 
@@ -131,7 +140,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> block(world.bs);
   for (int ops = 0; ops < 64 && r.n > 0; ops++) {
     flatbuffers::FlatBufferBuilder fbb(world.bs + 256);
-    const uint8_t op = r.u8() % 5;
+    const uint8_t op = r.u8() % 6;
+    if (op == 5) {
+      // A live policy change over whatever the frames made of the model:
+      // globs from a small alphabet (and raw bytes), any kind.
+      static const char* kParts[] = {"/", "*", "**", "?", "a", "b", "[a-z]", "entry", "/a/**", "\\", "[!"};
+      dsvmi::GatePolicy p;
+      p.kind = static_cast<dsvmi::GatePolicyKind>(r.u8() % 3);
+      for (int g = r.u8() % 3; g > 0; g--) {
+        std::string glob;
+        for (int k = r.u8() % 8; k > 0; k--) {
+          uint8_t c = r.u8();
+          glob += c < 200 ? std::string(kParts[c % 11]) : std::string(1, static_cast<char>(c));
+        }
+        p.globs.push_back(glob);
+      }
+      dsvmi::PolicyApplyResult res;
+      (void)engine->set_policy(p, &res);
+      continue;
+    }
     uint64_t offset = 0, length = 0;
     dsvmi::fb::FrameKind kind = dsvmi::fb::FrameKind::Write;
     if (op == 0 || op == 3) {

@@ -5,15 +5,23 @@
 // "Invalid parameter 'dsvmi'" an unpatched binary gives).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <algorithm>
+#include <memory>
 
 #include "dsvmi/daemon.h"
 #include "dsvmi/daemon_json.h"
@@ -172,6 +180,7 @@ class DaemonTest : public ::testing::Test {
   void SetUp() override {
     char tmpl[] = "/tmp/dsvmi-daemon-test-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
+    for (const auto& [k, v] : env_) ::setenv(k.c_str(), v.c_str(), 1);
     socket_ = dir_ + "/d.sock";
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -179,6 +188,7 @@ class DaemonTest : public ::testing::Test {
       o.socket_path = socket_;
       o.state_dir = dir_ + "/state";
       o.self_exe = self_exe_;
+      o.metrics_listen = metrics_listen_;
       ::_exit(run_daemon(o));
     }
     for (int i = 0; i < 200; ++i) {
@@ -188,12 +198,14 @@ class DaemonTest : public ::testing::Test {
     }
     FAIL() << "daemon did not come up";
   }
+  std::map<std::string, std::string> env_;  // the daemon's (and so its children's) environment
   void TearDown() override {
     ::kill(pid_, SIGTERM);
     int st;
     ::waitpid(pid_, &st, 0);
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     std::system(("rm -rf " + dir_).c_str());
+    for (const auto& [k, v] : env_) ::unsetenv(k.c_str());
   }
   Status attach(const std::string& qmp, const std::string& node) {
     Json args(Json::Object{}), r;
@@ -202,6 +214,7 @@ class DaemonTest : public ::testing::Test {
     return daemon_call(socket_, "attach", args, &r);
   }
   std::string dir_, socket_;
+  std::string metrics_listen_;
   std::string self_exe_ = "/bin/false";  // subcommands fail unless a test sets the real CLI
   pid_t pid_ = -1;
 };
@@ -241,9 +254,6 @@ TEST_F(DaemonTest, AttachNodeNotFoundAndUnsupportedFormat) {
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find("node 'nosuch' not found"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("disk-fmt, disk-file, q-fmt"), std::string::npos) << s.message();
-  s = attach(dir_ + "/qmp.sock", "q-fmt");
-  ASSERT_FALSE(s);
-  EXPECT_NE(s.message().find("qcow2"), std::string::npos) << s.message();
   s = attach(dir_ + "/qmp.sock", "disk-file");  // no device's drive points at it
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find("no device's drive is node 'disk-file'"), std::string::npos) << s.message();
@@ -263,6 +273,400 @@ TEST_F(DaemonTest, AttachFailingRingCreationChangesNothingInQemu) {
   ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
   EXPECT_TRUE(r.as_array().empty());
 }
+
+// A qcow2 node is read through QEMU's own NBD server: the daemon starts one
+// (Unix socket in its state dir) and exports the node read-only; when the
+// export fails, the server it started is stopped again and nothing else runs.
+const char* kBlockQ = R"({"return": [{"device": "", "qdev": "/machine/peripheral/vdisk1/virtio-backend",
+  "inserted": {"node-name": "q-fmt"}}]})";
+
+TEST_F(DaemonTest, Qcow2IsExportedOverNbdAndRolledBack) {
+  Json exp_args;
+  FakeQmp q(dir_ + "/qmp.sock", [&](const std::string& cmd, const Json& args) {
+    if (cmd == "query-named-block-nodes") return std::string(kNodes);
+    if (cmd == "query-block") return std::string(kBlockQ);
+    if (cmd == "block-export-add") {
+      exp_args = args;
+      return std::string(R"({"error": {"class": "GenericError", "desc": "Permission conflict on node 'q-fmt'"}})");
+    }
+    return std::string(R"({"return": {}})");
+  });
+  Status s = attach(dir_ + "/qmp.sock", "q-fmt");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("block-export-add of node 'q-fmt'"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("qcow2"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("Permission conflict"), std::string::npos) << s.message();
+  EXPECT_EQ(exp_args.get_string("node-name"), "q-fmt");
+  EXPECT_EQ(exp_args.get_string("type"), "nbd");
+  ASSERT_TRUE(exp_args.get("writable"));
+  EXPECT_FALSE(exp_args.get("writable")->as_bool());
+  std::vector<std::string> want = {"qmp_capabilities", "query-named-block-nodes", "query-block", "nbd-server-start",
+                                   "block-export-add", "nbd-server-stop"};
+  EXPECT_EQ(q.commands, want);
+}
+
+TEST_F(DaemonTest, ForeignNbdServerIsNamed) {
+  FakeQmp q(dir_ + "/qmp.sock", [&](const std::string& cmd, const Json&) {
+    if (cmd == "query-named-block-nodes") return std::string(kNodes);
+    if (cmd == "query-block") return std::string(kBlockQ);
+    if (cmd == "nbd-server-start")
+      return std::string(R"({"error": {"class": "GenericError", "desc": "NBD server already running"}})");
+    return std::string(R"({"return": {}})");
+  });
+  Status s = attach(dir_ + "/qmp.sock", "q-fmt");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("did not start"), std::string::npos) << s.message();
+  for (const auto& c : q.commands) EXPECT_TRUE(c != "block-export-add" && c != "blockdev-add") << c;
+}
+
+TEST(Metrics, ListenAddress) {
+  std::string h;
+  int port = 0;
+  EXPECT_TRUE(parse_listen_address("127.0.0.1:9717", &h, &port));
+  EXPECT_EQ(h, "127.0.0.1");
+  EXPECT_EQ(port, 9717);
+  EXPECT_TRUE(parse_listen_address("localhost:80", &h, &port));
+  EXPECT_FALSE(parse_listen_address("0.0.0.0:9717", &h, &port));
+  EXPECT_FALSE(parse_listen_address("10.1.2.3:9717", &h, &port));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1", &h, &port));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1:0", &h, &port));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1:99999", &h, &port));
+  EXPECT_FALSE(parse_listen_address("127.0.0.1:12x", &h, &port));
+}
+
+class DaemonHttpTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    port_ = 20000 + ::getpid() % 30000;
+    metrics_listen_ = "127.0.0.1:" + std::to_string(port_);
+    DaemonTest::SetUp();
+  }
+  int connect_http() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa = {};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(uint16_t(port_));
+    ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    return fd;
+  }
+  // Sends raw bytes, returns everything the server sends until it closes.
+  std::string http(const std::string& request) {
+    int fd = connect_http();
+    daemon_internal::write_all(fd, request);
+    std::string out;
+    char buf[4096];
+    pollfd p = {fd, POLLIN, 0};
+    while (::poll(&p, 1, 10000) > 0) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      out.append(buf, size_t(n));
+    }
+    ::close(fd);
+    return out;
+  }
+  int port_ = 0;
+};
+
+TEST_F(DaemonHttpTest, ServesMetricsAndRefusesTheRest) {
+  // A client that connects and says nothing must not hold the loop.
+  int idle = connect_http();
+  Json r;
+  ASSERT_TRUE(daemon_call(socket_, "ping", Json(Json::Object{}), &r));
+  std::string ok = http("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << ok;
+  EXPECT_NE(ok.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << ok;
+  EXPECT_NE(ok.find("\r\n\r\n# HELP "), std::string::npos) << ok;
+  EXPECT_NE(ok.find("\ndsvmi_attachments 0\n"), std::string::npos) << ok;
+  size_t body = ok.find("\r\n\r\n") + 4;
+  size_t len = ok.find("Content-Length: ");
+  ASSERT_NE(len, std::string::npos);
+  EXPECT_EQ(std::stoul(ok.substr(len + 16)), ok.size() - body);
+  EXPECT_EQ(http("GET /nope HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 404 ", 0), 0u);
+  std::string post = http("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(post.rfind("HTTP/1.1 405 ", 0), 0u) << post;
+  EXPECT_NE(post.find("Allow: GET, HEAD"), std::string::npos) << post;
+  std::string head = http("HEAD /metrics HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 ", 0), 0u);
+  EXPECT_EQ(head.find("# HELP"), std::string::npos);
+  EXPECT_EQ(http("garbage\r\n\r\n").rfind("HTTP/1.1 400 ", 0), 0u);
+  EXPECT_EQ(http("GET /metrics HTTP/1.1\r\nX: " + std::string(10000, 'a')).rfind("HTTP/1.1 431 ", 0), 0u);
+  ASSERT_TRUE(daemon_call(socket_, "ping", Json(Json::Object{}), &r));
+  ::close(idle);
+}
+
+#ifdef DSVMI_FAKE_CLI
+// The daemon's state machine against tests/unit/daemon/fake_dsvmi.py standing
+// in for the subcommands (a crawl of a chosen length, an engine with ready,
+// policy and stats records) and FakeQmp for QEMU.
+class DaemonFakeTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    self_exe_ = DSVMI_FAKE_CLI;
+    env_["FAKE_LOG"] = "/tmp/dsvmi-fake-" + std::to_string(::getpid()) + ".log";
+    ::unlink(env_["FAKE_LOG"].c_str());
+    configure();
+    DaemonTest::SetUp();
+    image_ = dir_ + "/disk.img";
+    std::ofstream(image_) << "x";
+    std::string nodes = R"({"return": [{"node-name": "disk-fmt", "drv": "raw", "file": ")" + image_ +
+                        R"(", "image": {"virtual-size": 67108864}}]})";
+    qmp_ = std::make_unique<FakeQmp>(dir_ + "/qmp.sock", [nodes](const std::string& cmd, const Json&) {
+      if (cmd == "query-named-block-nodes") return nodes;
+      if (cmd == "query-block") return std::string(kBlock);
+      return std::string(R"({"return": {}})");
+    });
+  }
+  void TearDown() override {
+    DaemonTest::TearDown();
+    qmp_.reset();
+    ::unlink(env_["FAKE_LOG"].c_str());
+  }
+  virtual void configure() {}
+  Json args(const std::string& name = "h:v:d") {
+    Json a(Json::Object{});
+    a.set("qmp", dir_ + "/qmp.sock");
+    a.set("node", "disk-fmt");
+    a.set("name", name);
+    return a;
+  }
+  Json status_of(const std::string& name) {
+    Json r;
+    EXPECT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
+    for (const auto& a : r.as_array())
+      if (a.get_string("name") == name) return a;
+    return Json();
+  }
+  std::string fake_log() {
+    std::ifstream in(env_["FAKE_LOG"]);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::string state_files() {
+    std::string left;
+    FILE* ls = ::popen(("ls " + dir_ + "/state | grep -v '^engine-' ").c_str(), "r");
+    char buf[256];
+    while (ls && std::fgets(buf, sizeof buf, ls)) left += buf;
+    if (ls) ::pclose(ls);
+    return left;
+  }
+  std::string image_;
+  std::unique_ptr<FakeQmp> qmp_;
+};
+
+class DaemonSlowCrawlTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_CRAWL_SECONDS"] = "3"; }
+};
+
+// While one disk crawls, the daemon answers everybody else, shows the crawl's
+// progress, refuses a second attach of the name, and keeps one connection's
+// replies in order (the attach reply before the ping sent after it).
+TEST_F(DaemonSlowCrawlTest, AttachCrawlsWithoutBlockingTheLoop) {
+  int fd;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &fd));
+  Json req(Json::Object{});
+  req.set("execute", "attach");
+  req.set("arguments", args());
+  ASSERT_TRUE(daemon_internal::write_all(fd, req.dump() + "\n{\"execute\": \"ping\"}\n"));
+  double fraction = -1;
+  int answered = 0;
+  for (int i = 0; i < 400 && fraction <= 0; ++i) {
+    Json st = status_of("h:v:d");
+    ++answered;
+    if (st.is_object() && st.get_string("state") == "crawling" && st.get("crawl"))
+      fraction = st.get("crawl")->get_number("fraction");
+    ::usleep(10000);
+  }
+  EXPECT_GT(fraction, 0) << "status never showed the crawl's progress";
+  EXPECT_LT(fraction, 1);
+  Json r;
+  Status s = daemon_call(socket_, "attach", args(), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("already attached (its crawl is running)"), std::string::npos) << s.message();
+  std::string buf, line;
+  ASSERT_TRUE(daemon_internal::read_line(fd, &buf, &line, 30000));
+  Json reply;
+  ASSERT_TRUE(Json::parse(line, &reply));
+  ASSERT_TRUE(reply.get("return")) << line;
+  EXPECT_EQ(reply.get("return")->get_string("name"), "h:v:d");
+  EXPECT_GE(reply.get("return")->get_number("crawl_seconds"), 2.0);
+  ASSERT_TRUE(daemon_internal::read_line(fd, &buf, &line, 10000));
+  EXPECT_EQ(line, R"({"return":{}})");
+  ::close(fd);
+  Json st = status_of("h:v:d");
+  for (int i = 0; i < 1000 && st.get_number("events") < 2; ++i) {  // the engine's first lines reach the daemon
+    ::usleep(10000);
+    st = status_of("h:v:d");
+  }
+  EXPECT_EQ(st.get_string("state"), "running");
+  EXPECT_GE(st.get_number("suppressed_events"), 1);  // the replayed one, before the engine said "live"
+  std::printf("status answered %d times during a 3 s crawl\n", answered);
+}
+
+class DaemonPolicyOkTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_POLICY"] = "ok"; }
+};
+
+TEST_F(DaemonPolicyOkTest, PolicySetIsLiveAndDetachDrains) {
+  Json r;
+  ASSERT_TRUE(daemon_call(socket_, "attach", args(), &r));
+  int64_t pid = int64_t(r.get_number("engine_pid"));
+  // A watcher sees the event the engine emits while draining on SIGTERM.
+  int w;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &w));
+  ASSERT_TRUE(daemon_internal::write_all(w, R"({"execute": "watch", "arguments": {"pattern": "h:v:/drained"}})" "\n"));
+  std::string wbuf, wline;
+  ASSERT_TRUE(daemon_internal::read_line(w, &wbuf, &wline, 10000));
+  Json p(Json::Object{});
+  p.set("name", "h:v:d");
+  p.set("globs", Json(Json::Array{Json("/data/**")}));
+  p.set("pending_max", "64M");
+  ASSERT_TRUE(daemon_call(socket_, "policy-set", p, &r)) << "policy-set";
+  EXPECT_EQ(r.get_number("generation"), 2);
+  ASSERT_EQ(r.get("globs")->as_array().size(), 1u);
+  EXPECT_EQ(r.get("globs")->as_array()[0].as_string(), "/data/**");
+  Json st = status_of("h:v:d");
+  EXPECT_EQ(int64_t(st.get_number("engine_pid")), pid) << "the engine was restarted";
+  EXPECT_EQ(st.get_number("policy_changes"), 1);
+  EXPECT_NE(fake_log().find("hup"), std::string::npos);
+  // Detach: filter out first, then the engine drains; the reply comes when it is gone.
+  size_t before = qmp_->commands.size();
+  Json d(Json::Object{});
+  d.set("name", "h:v:d");
+  ASSERT_TRUE(daemon_call(socket_, "detach", d, &r));
+  EXPECT_TRUE(r.get("problems")->as_array().empty()) << r.dump();
+  std::vector<std::string> after(qmp_->commands.begin() + long(before), qmp_->commands.end());
+  std::vector<std::string> want = {"qmp_capabilities", "qom-set", "blockdev-del"};
+  EXPECT_EQ(after, want);
+  EXPECT_NE(fake_log().find("term"), std::string::npos);
+  ASSERT_TRUE(daemon_internal::read_line(w, &wbuf, &wline, 10000));
+  EXPECT_NE(wline.find("\"/drained\""), std::string::npos) << wline;
+  ::close(w);
+  EXPECT_EQ(state_files(), "");
+  std::printf("detach took %.3f s\n", r.get_number("seconds"));
+}
+
+class DaemonPolicyRefusedTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_POLICY"] = "refuse"; }
+};
+
+TEST_F(DaemonPolicyRefusedTest, RefusedPolicyKeepsTheOldOne) {
+  Json r, a = args();
+  a.set("globs", Json(Json::Array{Json("/var/log/**")}));
+  ASSERT_TRUE(daemon_call(socket_, "attach", a, &r));
+  Json p(Json::Object{});
+  p.set("name", "h:v:d");
+  p.set("globs", Json(Json::Array{Json("/data/**")}));
+  Status s = daemon_call(socket_, "policy-set", p, &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("refused by the fake engine"), std::string::npos) << s.message();
+  Json st = status_of("h:v:d");
+  ASSERT_EQ(st.get("globs")->as_array().size(), 1u);
+  EXPECT_EQ(st.get("globs")->as_array()[0].as_string(), "/var/log/**");
+  // The file the engine re-reads holds the policy in force again.
+  FILE* f = ::popen(("cat " + dir_ + "/state/policy-*.json").c_str(), "r");
+  char buf[512] = {};
+  size_t n = f ? std::fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f) ::pclose(f);
+  EXPECT_NE(std::string(buf, n).find("/var/log/**"), std::string::npos) << buf;
+  EXPECT_EQ(std::string(buf, n).find("/data/**"), std::string::npos) << buf;
+}
+
+TEST_F(DaemonSlowCrawlTest, DetachDuringTheCrawlRollsBack) {
+  Json attach_reply;
+  Status attach_status;
+  std::thread t([&] { attach_status = daemon_call(socket_, "attach", args(), &attach_reply); });
+  for (int i = 0; i < 300 && status_of("h:v:d").get_string("state") != "crawling"; ++i) ::usleep(10000);
+  Json d(Json::Object{}), r;
+  d.set("name", "h:v:d");
+  ASSERT_TRUE(daemon_call(socket_, "detach", d, &r));
+  t.join();
+  ASSERT_FALSE(attach_status);
+  EXPECT_NE(attach_status.message().find("detached before its attach completed"), std::string::npos)
+      << attach_status.message();
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "blockdev-del"), 1);
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "qom-set"), 2);  // in and back
+  EXPECT_EQ(fake_log().find("run "), std::string::npos) << "an engine started after the detach";
+  ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
+  EXPECT_TRUE(r.as_array().empty());
+  EXPECT_EQ(state_files(), "");
+}
+
+class DaemonFloodTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_EVENT_INTERVAL"] = "0.0005"; }
+};
+
+// A watcher that never reads must not stall the loop: its socket fills, the
+// daemon keeps its backlog and goes on serving requests and other watchers.
+TEST_F(DaemonFloodTest, StalledWatcherDoesNotBlockTheLoop) {
+  Json r;
+  ASSERT_TRUE(daemon_call(socket_, "attach", args(), &r));
+  int stalled;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &stalled));
+  int small = 4096;
+  ::setsockopt(stalled, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ASSERT_TRUE(daemon_internal::write_all(stalled, R"({"execute": "watch"})" "\n"));
+  int reader;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &reader));
+  ASSERT_TRUE(daemon_internal::write_all(reader, R"({"execute": "watch"})" "\n"));
+  std::string rbuf, line;
+  double before = status_of("h:v:d").get_number("events");
+  for (int i = 0; i < 30; ++i) {  // ~3 s of events at ~2000/s: far more than the stalled socket holds
+    ::usleep(100000);
+    while (true) {  // the reading watcher keeps up
+      pollfd p = {reader, POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) break;
+      char buf[65536];
+      if (::read(reader, buf, sizeof buf) <= 0) break;
+    }
+  }
+  int fd;
+  ASSERT_TRUE(daemon_internal::connect_unix(socket_, &fd));
+  ASSERT_TRUE(daemon_internal::write_all(fd, R"({"execute": "ping"})" "\n"));
+  std::string buf;
+  ASSERT_TRUE(daemon_internal::read_line(fd, &buf, &line, 10000)) << "the loop is stuck behind a stalled watcher";
+  EXPECT_EQ(line, R"({"return":{}})");
+  ::close(fd);
+  double after = status_of("h:v:d").get_number("events");
+  EXPECT_GT(after, before + 100) << "events stopped flowing";
+  std::printf("%.0f events passed while one watcher read nothing\n", after - before);
+  ::close(stalled);
+  ::close(reader);
+}
+
+class DaemonStaleIndexTest : public DaemonFakeTest {
+  void configure() override {
+    env_["FAKE_RUN_FAIL"] = "index: file system UUID differs from the disk's (stale index)";
+  }
+};
+
+TEST_F(DaemonStaleIndexTest, EngineFailingAtStartRollsBack) {
+  Json r;
+  Status s = daemon_call(socket_, "attach", args(), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("the engine exited at start (status 1)"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("stale index"), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find('\n'), std::string::npos);
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "blockdev-del"), 1);
+  ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
+  EXPECT_TRUE(r.as_array().empty());
+  EXPECT_EQ(state_files(), "");
+}
+
+class DaemonCrawlFailsTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_CRAWL_FAIL"] = "bad superblock magic"; }
+};
+
+TEST_F(DaemonCrawlFailsTest, CrawlFailureRollsBack) {
+  Json r;
+  Status s = daemon_call(socket_, "attach", args(), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("bad superblock magic"), std::string::npos) << s.message();
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "blockdev-del"), 1);
+  EXPECT_EQ(state_files(), "");
+}
+#endif
 
 #ifdef DSVMI_CLI_PATH
 class DaemonWithCliTest : public DaemonTest {

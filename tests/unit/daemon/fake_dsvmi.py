@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""A stand-in for the `dsvmi` subcommands the daemon runs (daemon_protocol_test):
+ring-create, gate-create, ring-stat, gate-stat, crawl, run. Behaviour is set
+by environment variables of the daemon process:
+
+  FAKE_CRAWL_SECONDS   how long the crawl takes (progress lines meanwhile)
+  FAKE_CRAWL_FAIL      crawl exits 1 with this message
+  FAKE_RUN_FAIL        run exits 1 at start with this message on stderr
+  FAKE_POLICY          on SIGHUP: "ok" (apply the file) or "refuse"
+  FAKE_EVENT_INTERVAL  seconds between two events of the engine (0.05)
+  FAKE_LOG             file to append "run <pid> started|hup|term" lines to
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+args = sys.argv[2:]
+
+
+def log(what):
+    if os.environ.get("FAKE_LOG"):
+        with open(os.environ["FAKE_LOG"], "a") as f:
+            f.write(f"{what}\n")
+
+
+def opt(name):
+    return args[args.index(name) + 1] if name in args else None
+
+
+if cmd in ("ring-create", "gate-create"):
+    open(args[0], "w").close()
+elif cmd == "ring-stat":
+    print("indices: producer 4096, consumer 4096")
+    print("producer: produced 10 frames / 40960 bytes, dropped 0 frames / 0 bytes, lost records 0")
+elif cmd == "gate-stat":
+    print("mode: set\nset_bytes: 8192\nwrites_passed: 3\nbytes_passed: 12288\nwrites_dropped: 1\nbytes_dropped: 4096")
+elif cmd == "crawl":
+    if os.environ.get("FAKE_CRAWL_FAIL"):
+        print(f"dsvmi crawl: {os.environ['FAKE_CRAWL_FAIL']}", file=sys.stderr)
+        sys.exit(1)
+    total = float(os.environ.get("FAKE_CRAWL_SECONDS", "0"))
+    steps = 20
+    for i in range(steps + 1):
+        print(f"progress 0 {i / steps:.4f}", file=sys.stderr, flush=True)
+        if i < steps:
+            time.sleep(total / steps)
+    open(opt("--index"), "w").close()
+    print("total        1 file system(s), 12 inodes, index 4096 bytes (341.3 bytes/inode), 0.001 s")
+elif cmd == "run":
+    log(f"run {os.getpid()} started {' '.join(args)}")
+    if os.environ.get("FAKE_RUN_FAIL"):
+        print(f"dsvmi run: {os.environ['FAKE_RUN_FAIL']}", file=sys.stderr)
+        sys.exit(1)
+    policy_file = opt("--policy-file")
+    state = {"gen": 1, "hup": False, "term": False}
+
+    def read_policy():
+        with open(policy_file) as f:
+            return json.load(f)
+
+    def record(obj):
+        print(json.dumps(obj), flush=True)
+
+    # Like dsvmi run: the handlers are in place before the first record.
+    signal.signal(signal.SIGHUP, lambda *_: state.__setitem__("hup", True))
+    signal.signal(signal.SIGTERM, lambda *_: state.__setitem__("term", True))
+    pol = read_policy()
+    record({"engine": "policy", "generation": 1, "ok": True, "error": "", "mode": pol["mode"],
+            "globs": pol["globs"], "gate_grains": 2})
+    record({"engine": "ready", "phase": "replaying", "catch_up_to": 4096, "consumer_index": 0})
+    record({"event": "create", "path": "/replayed", "latency_us": 50})
+    record({"engine": "ready", "phase": "live", "frames": 1})
+    i = 0
+    while True:
+        if state["hup"]:
+            state["hup"] = False
+            log(f"run {os.getpid()} hup")
+            if os.environ.get("FAKE_POLICY", "ok") == "ok":
+                new = read_policy()
+                state["gen"] += 1
+                pol = new
+                record({"engine": "policy", "generation": state["gen"], "ok": True, "error": "",
+                        "mode": pol["mode"], "globs": pol["globs"], "gate_grains": 3})
+            else:
+                record({"engine": "policy", "generation": state["gen"], "ok": False,
+                        "error": "refused by the fake engine", "mode": pol["mode"], "globs": pol["globs"],
+                        "gate_grains": 2})
+        if state["term"]:
+            log(f"run {os.getpid()} term")
+            record({"event": "create", "path": "/drained", "latency_us": 70})
+            sys.exit(0)
+        i += 1
+        record({"event": "create", "path": f"/f{i}", "latency_us": 1000 + i})
+        if i % 10 == 0:
+            record({"engine": "stats", "frames": i, "events": i, "write_bytes": 4096 * i, "lost_records": 0,
+                    "ring_lag_bytes": 0, "latency_us": {"p50": 1000, "p99": 1500, "max": 1600, "count": 10}})
+        time.sleep(float(os.environ.get("FAKE_EVENT_INTERVAL", "0.05")))
+else:
+    print(f"fake dsvmi: unknown command {cmd}", file=sys.stderr)
+    sys.exit(2)
