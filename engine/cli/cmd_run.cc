@@ -231,7 +231,7 @@ int cmd_run(int argc, char** argv) {
       char* end = nullptr;
       errno = 0;
       replay_until = std::strtoull(v.c_str(), &end, 10);
-      if (end == v.c_str() || *end != '\0' || errno != 0) {
+      if (v.empty() || v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0) {
         std::fprintf(stderr, "dsvmi run: bad --replay-until '%s' (a ring producer index)\n", v.c_str());
         return 2;
       }
