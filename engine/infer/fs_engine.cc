@@ -15,6 +15,11 @@
 namespace dsvmi::infer {
 namespace {
 
+// Caps on one coalesced modify event (bytes of file): with --data the event
+// holds the bytes in memory and in its JSON line.
+constexpr uint64_t kMaxCoalescedDataBytes = 1ull << 20;
+constexpr uint64_t kMaxCoalescedBytes = 1ull << 30;
+
 bool is_metadata(BlockKind k) {
   switch (k) {
     case BlockKind::Superblock:
@@ -146,6 +151,18 @@ Event FsEngine::base_event(const FrameView& f, EventKind kind, uint64_t ino) {
 }
 
 void FsEngine::emit(Event&& e) {
+  release_held_modify();
+  emit_now(std::move(e));
+}
+
+void FsEngine::release_held_modify() {
+  if (!has_held_modify_) return;
+  has_held_modify_ = false;
+  emit_now(std::move(held_modify_));
+  held_modify_ = Event();
+}
+
+void FsEngine::emit_now(Event&& e) {
   e.seq = ctx_.next_event_seq++;
   if (ctx_.options.measure_latency) {
     timespec ts;
@@ -266,6 +283,7 @@ Status FsEngine::add_gate_grains(Gate& gate, PolicyApplyResult* result) {
 // Frames
 
 void FsEngine::write(const FrameView& f, uint64_t disk_offset, uint64_t len, const uint8_t* data, bool discard) {
+  ReleaseHeldOnReturn release_held{this};
   const uint32_t bs = info_.block_size;
   const uint64_t rel = disk_offset - info_.partition_offset;
   const uint64_t nblocks = view_.blocks();
@@ -359,9 +377,25 @@ void FsEngine::emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offse
     e.has_attrs = true;
     e.attrs = without_extents(*n);
   }
-  if (ctx_.options.capture_data) e.data.assign(data, data + len);
   ctx_.stats.data_bytes_attributed += len;
-  emit(std::move(e));
+  // Coalesce with the held event when this piece continues it: same file,
+  // same frame, next byte. With data capture the merged event carries the
+  // bytes, so its size is capped.
+  Event& h = held_modify_;
+  const bool capture = ctx_.options.capture_data;
+  if (has_held_modify_ && h.ino == ino && h.frame_seq == f.seq && h.offset + h.length == file_offset &&
+      h.length + len <= (capture ? kMaxCoalescedDataBytes : kMaxCoalescedBytes)) {
+    h.length += len;
+    h.path = std::move(e.path);
+    h.has_attrs = e.has_attrs;
+    h.attrs = std::move(e.attrs);
+    if (capture) h.data.insert(h.data.end(), data, data + len);
+    return;
+  }
+  if (capture) e.data.assign(data, data + len);
+  release_held_modify();
+  held_modify_ = std::move(e);
+  has_held_modify_ = true;
 }
 
 void FsEngine::journal_block(const FrameView& f, uint64_t position, const uint8_t* block) {
@@ -415,9 +449,13 @@ void FsEngine::apply_transaction(uint32_t seq) {
   }
 }
 
-void FsEngine::flush(const FrameView& f) { consistency_point(f); }
+void FsEngine::flush(const FrameView& f) {
+  ReleaseHeldOnReturn release_held{this};
+  consistency_point(f);
+}
 
 void FsEngine::lost(const FrameView& f, uint64_t disk_offset, uint64_t len) {
+  ReleaseHeldOnReturn release_held{this};
   const uint32_t bs = info_.block_size;
   uint64_t first = (disk_offset - info_.partition_offset) / bs;
   uint64_t last = std::min<uint64_t>((disk_offset - info_.partition_offset + len + bs - 1) / bs, view_.blocks());
@@ -450,6 +488,7 @@ void FsEngine::lost(const FrameView& f, uint64_t disk_offset, uint64_t len) {
 }
 
 void FsEngine::finish() {
+  ReleaseHeldOnReturn release_held{this};
   for (auto& [b, pieces] : view_.pending()) ctx_.stats.pending_expired += pieces.size();
   while (!view_.pending().empty()) view_.drop_pending(view_.pending().begin()->first);
 }

@@ -97,7 +97,16 @@ class FsEngine {
   void settle_pending(const FrameView& f);
   void emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len);
   Event base_event(const FrameView& f, EventKind kind, uint64_t ino);
+  // Every event goes out through emit(), which first releases a held modify.
   void emit(Event&& e);
+  void emit_now(Event&& e);
+  void release_held_modify();
+  // Releases the held modify when a public entry point returns, so no event
+  // waits past the frame that produced it.
+  struct ReleaseHeldOnReturn {
+    FsEngine* fs;
+    ~ReleaseHeldOnReturn() { fs->release_held_modify(); }
+  };
   std::string name_path(uint64_t dir, const std::string& name);
   void gate_blocks(uint64_t first, uint64_t count, bool pass);
 
@@ -120,6 +129,12 @@ class FsEngine {
   std::vector<Glob> globs_;
   std::unordered_map<uint64_t, bool> watched_cache_;
   bool gate_dirty_ = false;
+  // A modify event not emitted yet: the next contiguous piece of the same
+  // file from the same frame extends it (data attributed block by block,
+  // e.g. delayed allocation settling a 512 MiB file, is one event, not
+  // 131072).
+  Event held_modify_;
+  bool has_held_modify_ = false;
 };
 
 }  // namespace dsvmi::infer

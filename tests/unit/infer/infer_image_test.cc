@@ -316,6 +316,21 @@ TEST_P(InferImageTest, FinalTreeEventsAndContentsMatchDebugfs) {
                         "extend", "modify"}) {
     EXPECT_TRUE(kinds.count(k)) << "no " << k << " event";
   }
+  // Modify events are coalesced: a file's contiguous bytes attributed for
+  // one frame are one event (a multi-block file written in one step is not
+  // one event per block), so no modify continues the one right before it.
+  bool multi_block = false;
+  for (size_t i = 0; i < r.events.size(); i++) {
+    const Event& e = r.events[i];
+    if (e.kind != EventKind::Modify) continue;
+    multi_block = multi_block || e.length > bs_;
+    if (i == 0) continue;
+    const Event& p = r.events[i - 1];
+    EXPECT_FALSE(p.kind == EventKind::Modify && p.ino == e.ino && p.frame_seq == e.frame_seq &&
+                 p.offset + p.length == e.offset)
+        << "modify events " << p.seq << " and " << e.seq << " (inode " << e.ino << ") were not coalesced";
+  }
+  EXPECT_TRUE(multi_block) << "no modify event spans more than one block";
   // rename over an existing name names the replaced inode.
   bool over = false;
   for (const Event& e : r.events) over = over || (e.kind == EventKind::Rename && e.replaced_ino != 0);
