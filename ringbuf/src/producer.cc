@@ -207,6 +207,15 @@ bool RingProducer::EmitPendingLost() {
   return true;
 }
 
+void RingProducer::RecordLost(uint64_t offset, uint64_t length) {
+  const uint64_t seq = next_seq_++;
+  stats_.produced_frames = next_seq_;
+  stats_.produced_bytes += length;
+  hdr_->producer.produced_frames.store(stats_.produced_frames, std::memory_order_relaxed);
+  hdr_->producer.produced_bytes.store(stats_.produced_bytes, std::memory_order_relaxed);
+  Drop(seq, offset, length);
+}
+
 bool RingProducer::Produce(int kind, uint64_t offset, uint64_t length, const struct iovec* iov, int iovcnt,
                            size_t iov_skip) {
   const uint64_t seq = next_seq_++;

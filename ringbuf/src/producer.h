@@ -29,6 +29,10 @@ class RingProducer {
   // See dsvmi_ring_produce(). Returns true when enqueued.
   bool Produce(int kind, uint64_t offset, uint64_t length, const struct iovec* iov, int iovcnt, size_t iov_skip);
 
+  // See dsvmi_ring_record_lost(): one produced + one dropped frame whose
+  // range joins the pending Lost record.
+  void RecordLost(uint64_t offset, uint64_t length);
+
   // True if a Write frame of payload_len bytes would fit right now (benchmarks
   // use it to wait for room instead of dropping).
   bool HasRoomFor(size_t payload_len);

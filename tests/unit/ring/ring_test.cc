@@ -257,6 +257,60 @@ TEST(Ring, FullRingDropsAndReportsTheExactLostRange) {
   EXPECT_EQ(ps.lost_records, 1u);
 }
 
+// A write the layer below failed (QEMU filter, issue #4): no frame, but one
+// produced + one dropped sequence number whose range joins the pending Lost
+// record like any drop, and goes out in band with the next frame.
+TEST(Ring, RecordLostIsADropWhoseRangeJoinsTheLostRecord) {
+  TempRingPath path;
+  auto c = CreateRing(path.path(), 64 * 1024);
+  auto p = OpenProducer(path.path());
+  std::vector<uint8_t> payload(4096, 0x33);
+  struct iovec iov = {payload.data(), payload.size()};
+  ASSERT_EQ(dsvmi_ring_produce(p.get(), DSVMI_FRAME_WRITE, 8192, 4096, &iov, 1, 0), 1);  // seq 0
+  dsvmi_ring_record_lost(p.get(), 1 << 20, 65536);                                        // seq 1
+  dsvmi_ring_record_lost(p.get(), 4096, 512);                                             // seq 2
+  dsvmi_ring_record_lost(nullptr, 0, 4096);  // no-op
+
+  auto s = c->stats();
+  ASSERT_TRUE(s.lost_mirror_consistent);
+  EXPECT_EQ(s.lost_pending_frames, 2u);
+  EXPECT_EQ(s.lost_pending_bytes, 65536u + 512u);
+  EXPECT_EQ(s.lost_pending_first_seq, 1u);
+  EXPECT_EQ(s.lost_pending_offset, 4096u);
+  EXPECT_EQ(s.lost_pending_end, (1u << 20) + 65536u);
+  dsvmi_ring_producer_stats ps;
+  dsvmi_ring_producer_get_stats(p.get(), &ps);
+  EXPECT_EQ(ps.produced_frames, 3u);
+  EXPECT_EQ(ps.produced_bytes, 4096u + 65536u + 512u);
+  EXPECT_EQ(ps.dropped_frames, 2u);
+  EXPECT_EQ(ps.dropped_bytes, 65536u + 512u);
+
+  // The next frame carries the Lost record in front of it.
+  ASSERT_EQ(dsvmi_ring_produce(p.get(), DSVMI_FRAME_FLUSH, 0, 0, nullptr, 0, 0), 1);  // seq 3
+  FrameView v[8];
+  ASSERT_EQ(c->Dequeue(v, 8), 3u);
+  EXPECT_EQ(v[0].kind, FrameKind::kWrite);
+  EXPECT_EQ(v[0].seq, 0u);
+  EXPECT_EQ(v[1].kind, FrameKind::kLost);
+  EXPECT_EQ(v[1].seq, 2u);
+  EXPECT_EQ(v[1].first_lost_seq, 1u);
+  EXPECT_EQ(v[1].lost_frames, 2u);
+  EXPECT_EQ(v[1].lost_bytes, 65536u + 512u);
+  EXPECT_EQ(v[1].offset, 4096u);
+  EXPECT_EQ(v[1].offset + v[1].length, (1u << 20) + 65536u);
+  EXPECT_EQ(v[2].kind, FrameKind::kFlush);
+  EXPECT_EQ(v[2].seq, 3u);
+  c->ReleaseAll();
+  s = c->stats();
+  EXPECT_EQ(s.lost_pending_frames, 0u);
+  EXPECT_EQ(s.delivered_frames, 2u);
+  EXPECT_EQ(s.lost_frames, 2u);
+  dsvmi_ring_producer_get_stats(p.get(), &ps);
+  EXPECT_EQ(ps.produced_frames, 4u);
+  EXPECT_EQ(ps.lost_records, 1u);
+  EXPECT_EQ(s.delivered_frames + ps.dropped_frames, ps.produced_frames);
+}
+
 TEST(Ring, OversizeAndMalformedRequestsAreCountedDrops) {
   TempRingPath path;
   auto c = CreateRing(path.path(), 64 * 1024);
