@@ -13,6 +13,7 @@
 #include "dsvmi/ring_consumer.h"
 #include "dsvmi/ring_inspect.h"
 #include "frame_builder.h"
+#include "producer.h"
 #include "ring_layout.h"
 #include "ring_test_util.h"
 
@@ -376,7 +377,7 @@ TEST(Ring, IncompatibleRingsAreRefusedWithAReason) {
   };
   const Case cases[] = {
       {"magic", offsetof(ring::Geometry, magic), 0x1234, 8, "bad magic"},
-      {"version", offsetof(ring::Geometry, layout_version), 2, 4, "layout version 2"},
+      {"version", offsetof(ring::Geometry, layout_version), 3, 4, "layout version 3"},
       {"capacity", offsetof(ring::Geometry, capacity), 1 << 17, 8, "header says"},
       {"capacity not pow2", offsetof(ring::Geometry, capacity), 3 << 16, 8, "bad capacity"},
       {"max record", offsetof(ring::Geometry, max_record), 1 << 30, 8, "bad max record"},
@@ -420,7 +421,7 @@ TEST(Ring, DoorbellWakesASleepingConsumerEveryTime) {
   std::thread consumer([&] {
     FrameView v;
     for (int i = 0; i < kRounds; i++) {
-      while (c->Dequeue(&v, 1) == 0) c->Wait(-1);  // no timeout: a lost wake-up hangs (ctest fails it)
+      while (c->Dequeue(&v, 1) == 0) c->Wait(-1);  // no timeout: each sleep ends by the 1 ms tick
       EXPECT_EQ(v.seq, static_cast<uint64_t>(i));
       c->Release(v);
       consumed.store(i + 1, std::memory_order_release);
@@ -434,6 +435,46 @@ TEST(Ring, DoorbellWakesASleepingConsumerEveryTime) {
     ASSERT_EQ(dsvmi_ring_produce(p.get(), DSVMI_FRAME_FLUSH, 0, 0, nullptr, 0, 0), 1);
   }
   consumer.join();
+}
+
+// The coalesced doorbell's early wake: with the consumer's tick disabled
+// (it sleeps until woken), frames below the fill threshold leave it asleep
+// and the producer must wake it once the ring is a quarter full. A lost
+// wake-up hangs (ctest fails it): the producer keeps producing (and, once
+// the ring is full, dropping) and looks at the doorbell after each call.
+TEST(Ring, FillThresholdWakesASleepingConsumer) {
+  TempRingPath path;
+  constexpr uint64_t kCap = 1 << 20;
+  auto c = CreateRing(path.path(), kCap);
+  std::string err;
+  auto p = ring::RingProducer::Open(path.path(), &err);
+  ASSERT_TRUE(p) << err;
+  c->set_wake_interval_ns(-1);
+  std::atomic<bool> woke{false};
+  std::thread consumer([&] {
+    EXPECT_TRUE(c->Wait(-1));
+    woke.store(true, std::memory_order_release);
+  });
+  // Until the consumer is really asleep (its flag is up).
+  for (;;) {
+    RingSnapshot snap;
+    ASSERT_TRUE(InspectRing(path.path(), &snap, &err)) << err;
+    if (snap.consumer_sleeping) break;
+    std::this_thread::yield();
+  }
+  std::vector<uint8_t> payload(4096, 7);
+  struct iovec iov = {payload.data(), payload.size()};
+  uint64_t produced = 0;
+  while (!woke.load(std::memory_order_acquire)) {
+    p->Produce(DSVMI_FRAME_WRITE, produced * 4096, 4096, &iov, 1, 0);
+    produced++;
+    std::this_thread::yield();
+  }
+  consumer.join();
+  EXPECT_GE(p->doorbell_wakes(), 1u);
+  // It was not woken for the first frames: the ring had reached the threshold.
+  const uint64_t record = ring::AlignUp(8 + ring::FrameRegionBound(4096), 64);
+  EXPECT_GE(produced * record, kCap / ring::kDoorbellWakeFillDivisor);
 }
 
 TEST(FrameDecoder, RejectsGarbageWithAReason) {
