@@ -21,13 +21,13 @@ KiB, MiB = 1 << 10, 1 << 20
 IMG_SIZE = 16 * MiB
 BAD = 1 * MiB  # the sector blkdebug fails
 
-# (command, fails?)
+# (command, fails?); -q: no timing lines, so the outputs compare exactly
 COMMANDS = [
-    ("write -P 0x11 0 64k", False),        # seq 0; also arms the blkdebug rule
-    (f"write -P 0x22 {BAD} 64k", True),    # seq 1: lost
-    (f"write -z {BAD} 4k", True),          # seq 2: lost
-    (f"discard {BAD - 4 * KiB} 8k", True), # seq 3: lost
-    ("write -P 0x33 2M 4k", False),        # Lost record (seqs 1..3), then seq 4
+    ("write -q -P 0x11 0 64k", False),        # seq 0; also arms the blkdebug rule
+    (f"write -q -P 0x22 {BAD} 64k", True),    # seq 1: lost
+    (f"write -q -z {BAD} 4k", True),          # seq 2: lost
+    (f"discard -q {BAD - 4 * KiB} 8k", True), # seq 3: lost
+    ("write -q -P 0x33 2M 4k", False),        # Lost record (seqs 1..3), then seq 4
 ]
 LOST = [(BAD, 64 * KiB), (BAD, 4 * KiB), (BAD - 4 * KiB, 8 * KiB)]
 
@@ -55,7 +55,7 @@ def opts_plain(image):
 
 
 def qemu_io(env, image_opts):
-    argv = [env.tool("qemu-io"), "-q", "-t", "writeback", "--image-opts", image_opts]
+    argv = [env.tool("qemu-io"), "-t", "writeback", "--image-opts", image_opts]
     for c, _ in COMMANDS:
         argv += ["-c", c]
     p = env.run(argv, check_rc=False)
