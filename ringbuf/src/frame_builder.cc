@@ -1,6 +1,8 @@
 #include "frame_builder.h"
 
+#if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
 
 #include <cstring>
 
@@ -78,6 +80,7 @@ size_t IovBytesAfterSkip(const struct iovec* iov, int iovcnt, size_t skip) {
 // Streaming stores are weakly ordered: the caller must _mm_sfence() before
 // publishing (InPlaceFrameBuilder::Build does).
 void CopyStreaming(uint8_t* dst, const uint8_t* src, size_t n) {
+#if defined(__SSE2__)
   const size_t head = (16 - (reinterpret_cast<uintptr_t>(dst) & 15)) & 15;
   if (head) {
     const size_t h = head < n ? head : n;
@@ -101,6 +104,9 @@ void CopyStreaming(uint8_t* dst, const uint8_t* src, size_t n) {
   }
   const size_t done = (n / 64) * 64;
   if (n > done) std::memcpy(dst + done, src + done, n - done);
+#else
+  std::memcpy(dst, src, n);
+#endif
 }
 
 static void CopyFromIov(uint8_t* dst, size_t n, const struct iovec* iov, int iovcnt, size_t skip) {
@@ -137,7 +143,9 @@ size_t InPlaceFrameBuilder::Build(uint8_t* region, size_t region_len, const Fram
     CopyFromIov(dst, payload_len, iov, iovcnt, iov_skip);
     // Orders the streaming stores before everything after (the producer's
     // release store of prod_index does not order them on x86).
+#if defined(__SSE2__)
     if (payload_len >= kStreamingCopyMin) _mm_sfence();
+#endif
   }
   auto frame = fb::CreateFrame(fbb, f.seq, static_cast<fb::FrameKind>(f.kind), f.offset, f.length, f.timestamp_ns,
                                payload, f.lost_frames, f.lost_bytes, f.first_lost_seq);
