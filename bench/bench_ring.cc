@@ -11,16 +11,21 @@
 //   BM_Memcpy/N            memcpy of the same N-byte source buffer into a
 //                          64 MiB destination, cycling: the same cold
 //                          destination, the same hot source.
+//   BM_MemcpyStream/N      the same with the ring's streaming
+//                          (non-temporal) copy primitive.
 //   BM_FrameBuildVerify/N  one frame built in place (builder + iovec copy)
 //                          and decoded/verified, single thread, hot cache.
 #include <benchmark/benchmark.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <emmintrin.h>
 #include <time.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <new>
 #include <cstring>
 #include <string>
@@ -66,8 +71,21 @@ void BM_RingCrossProcess(benchmark::State& state) {
   }
   void* shared = mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   auto* ctl = new (shared) Control;
+  // DSVMI_BENCH_PIN=1: consumer on CPU 0, producer on CPU 1, so the two
+  // always run on different cores (the cross-core hand-off is measured even
+  // when other load would otherwise make them time-share one core).
+  const bool pin = std::getenv("DSVMI_BENCH_PIN") != nullptr;
+  cpu_set_t saved_mask;
+  sched_getaffinity(0, sizeof saved_mask, &saved_mask);
+  auto pin_to = [](int cpu) {
+    cpu_set_t m;
+    CPU_ZERO(&m);
+    CPU_SET(cpu, &m);
+    sched_setaffinity(0, sizeof m, &m);
+  };
   pid_t child = fork();
   if (child == 0) {
+    if (pin) pin_to(1);
     std::string why;
     auto p = dsvmi::ring::RingProducer::Open(path, &why);
     if (!p) _exit(2);
@@ -89,9 +107,11 @@ void BM_RingCrossProcess(benchmark::State& state) {
     ctl->producer_frames.store(produced);
     _exit(0);
   }
+  if (pin) pin_to(0);
   dsvmi::FrameView views[32];
   uint64_t frames = 0;
   ctl->start.store(1, std::memory_order_release);
+  const uint64_t cons_cpu0 = ThreadCpuNs();
   for (auto _ : state) {
     size_t n = consumer->Dequeue(views, 32);
     if (n == 0) {
@@ -103,9 +123,11 @@ void BM_RingCrossProcess(benchmark::State& state) {
     frames += n;
     consumer->ReleaseAll();
   }
+  const uint64_t cons_cpu_ns = ThreadCpuNs() - cons_cpu0;
   ctl->stop.store(1);
   int status = 0;
   waitpid(child, &status, 0);
+  if (pin) sched_setaffinity(0, sizeof saved_mask, &saved_mask);
   if (consumer->error_count()) state.SkipWithError(consumer->last_error().c_str());
   state.SetItemsProcessed(static_cast<int64_t>(frames));
   state.SetBytesProcessed(static_cast<int64_t>(frames * size));
@@ -117,6 +139,8 @@ void BM_RingCrossProcess(benchmark::State& state) {
     state.counters["prod_cpu_GBps"] = static_cast<double>(ctl->producer_frames.load()) * size / cpu_s / 1e9;
     state.counters["prod_cpu_ns_per_frame"] = cpu_s * 1e9 / static_cast<double>(ctl->producer_frames.load());
   }
+  // The consumer's CPU per frame (polling an empty ring included).
+  if (frames) state.counters["cons_cpu_ns_per_frame"] = static_cast<double>(cons_cpu_ns) / static_cast<double>(frames);
   consumer.reset();
   unlink(path.c_str());
   munmap(shared, sizeof(Control));
@@ -131,6 +155,30 @@ void BM_Memcpy(benchmark::State& state) {
   const uint64_t cpu0 = ProcessCpuNs();
   for (auto _ : state) {
     std::memcpy(dst + off, src.data(), size);
+    benchmark::DoNotOptimize(dst + off);
+    off += size;
+    if (off + size > kDestBytes) off = 0;
+  }
+  benchmark::ClobberMemory();
+  const double cpu_s = static_cast<double>(ProcessCpuNs() - cpu0) / 1e9;
+  state.counters["cpu_GBps"] = static_cast<double>(state.iterations()) * size / cpu_s / 1e9;
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * size));
+  munmap(dst, kDestBytes);
+}
+
+// The same, with the streaming (non-temporal) copy the ring uses for
+// payloads >= kStreamingCopyMin: the ring's own copy primitive as baseline.
+void BM_MemcpyStream(benchmark::State& state) {
+  const size_t size = static_cast<size_t>(state.range(0));
+  std::vector<uint8_t> src(size, 0x5a);
+  auto* dst = static_cast<uint8_t*>(mmap(nullptr, kDestBytes, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
+  size_t off = 0;
+  const uint64_t cpu0 = ProcessCpuNs();
+  for (auto _ : state) {
+    dsvmi::ring::CopyStreaming(dst + off, src.data(), size);
+    _mm_sfence();
     benchmark::DoNotOptimize(dst + off);
     off += size;
     if (off + size > kDestBytes) off = 0;
@@ -172,6 +220,7 @@ void Sizes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_RingCrossProcess)->Apply(Sizes)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_Memcpy)->Apply(Sizes)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_MemcpyStream)->Apply(Sizes)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_FrameBuildVerify)->Apply(Sizes)->UseRealTime();
 
 }  // namespace

@@ -1,5 +1,9 @@
 #include "frame_builder.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <cstring>
 
 #include "dsvmi/frame_generated.h"
@@ -69,7 +73,44 @@ size_t IovBytesAfterSkip(const struct iovec* iov, int iovcnt, size_t skip) {
   return total;
 }
 
+// Copies n bytes with non-temporal (streaming) stores where dst allows:
+// the ring is far larger than the cache and the producer never reads the
+// payload again, so a normal store would first read each destination line
+// from memory (read-for-ownership) and then evict the caller's working set.
+// Streaming stores are weakly ordered: the caller must _mm_sfence() before
+// publishing (InPlaceFrameBuilder::Build does).
+void CopyStreaming(uint8_t* dst, const uint8_t* src, size_t n) {
+#if defined(__SSE2__)
+  const size_t head = (16 - (reinterpret_cast<uintptr_t>(dst) & 15)) & 15;
+  if (head) {
+    const size_t h = head < n ? head : n;
+    std::memcpy(dst, src, h);
+    dst += h;
+    src += h;
+    n -= h;
+  }
+  auto* d = reinterpret_cast<__m128i*>(dst);
+  const auto* q = reinterpret_cast<const __m128i*>(src);
+  size_t blocks = n / 64;
+  for (; blocks; blocks--, d += 4, q += 4) {
+    const __m128i a = _mm_loadu_si128(q);
+    const __m128i b = _mm_loadu_si128(q + 1);
+    const __m128i c = _mm_loadu_si128(q + 2);
+    const __m128i e = _mm_loadu_si128(q + 3);
+    _mm_stream_si128(d, a);
+    _mm_stream_si128(d + 1, b);
+    _mm_stream_si128(d + 2, c);
+    _mm_stream_si128(d + 3, e);
+  }
+  const size_t done = (n / 64) * 64;
+  if (n > done) std::memcpy(dst + done, src + done, n - done);
+#else
+  std::memcpy(dst, src, n);
+#endif
+}
+
 static void CopyFromIov(uint8_t* dst, size_t n, const struct iovec* iov, int iovcnt, size_t skip) {
+  const bool streaming = n >= kStreamingCopyMin;
   for (int i = 0; i < iovcnt && n > 0; i++) {
     size_t len = iov[i].iov_len;
     if (skip >= len) {
@@ -80,7 +121,11 @@ static void CopyFromIov(uint8_t* dst, size_t n, const struct iovec* iov, int iov
     len -= skip;
     skip = 0;
     size_t c = len < n ? len : n;
-    std::memcpy(dst, src, c);
+    if (streaming && c >= 256) {
+      CopyStreaming(dst, src, c);
+    } else {
+      std::memcpy(dst, src, c);
+    }
     dst += c;
     n -= c;
   }
@@ -96,6 +141,11 @@ size_t InPlaceFrameBuilder::Build(uint8_t* region, size_t region_len, const Fram
     payload = flatbuffers::Offset<flatbuffers::Vector<uint8_t>>(fbb.CreateUninitializedVector(payload_len, 1, &dst));
     if (alloc_->overflowed()) return 0;
     CopyFromIov(dst, payload_len, iov, iovcnt, iov_skip);
+    // Orders the streaming stores before everything after (the producer's
+    // release store of prod_index does not order them on x86).
+#if defined(__SSE2__)
+    if (payload_len >= kStreamingCopyMin) _mm_sfence();
+#endif
   }
   auto frame = fb::CreateFrame(fbb, f.seq, static_cast<fb::FrameKind>(f.kind), f.offset, f.length, f.timestamp_ns,
                                payload, f.lost_frames, f.lost_bytes, f.first_lost_seq);

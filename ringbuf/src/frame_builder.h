@@ -33,6 +33,10 @@ struct FrameFields {
 // and many sizes, and a wrong bound can only drop a frame, never overrun.
 inline constexpr size_t kFrameOverheadBound = 160;
 
+// Payloads of at least this many bytes are copied into the ring with
+// non-temporal stores (docs/ring.md, "Copy"); 0 would stream everything.
+inline constexpr size_t kStreamingCopyMin = 16 * 1024;
+
 // A region of this size (and 8-aligned end) always holds the frame.
 inline constexpr size_t FrameRegionBound(size_t payload_len) {
   return ((payload_len + 7) & ~size_t{7}) + kFrameOverheadBound;
@@ -58,6 +62,11 @@ class InPlaceFrameBuilder {
   class SlotAllocator;
   std::unique_ptr<SlotAllocator> alloc_;
 };
+
+// memcpy with non-temporal stores for the 64-byte blocks (no fence: the
+// caller issues _mm_sfence() before publishing). Exposed for bench_ring's
+// baseline.
+void CopyStreaming(uint8_t* dst, const uint8_t* src, size_t n);
 
 // Total bytes available in iov after skipping `skip` bytes (saturating).
 size_t IovBytesAfterSkip(const struct iovec* iov, int iovcnt, size_t skip);

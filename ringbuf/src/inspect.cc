@@ -46,10 +46,10 @@ bool InspectRing(const std::string& path, RingSnapshot* out, std::string* err) {
   out->creator_pid = g.creator_pid;
   out->geometry_ok = ValidateGeometry(g, static_cast<uint64_t>(st.st_size), &out->geometry_error);
   if (out->geometry_ok) {
-    const ProducerLine& p = hdr->producer;
-    const ConsumerLine& c = hdr->consumer;
-    out->producer_index = p.prod_index.load(std::memory_order_acquire);
-    out->consumer_index = c.cons_index.load(std::memory_order_acquire);
+    const ProducerStatsLine& p = hdr->producer_stats;
+    const ConsumerStatsLine& c = hdr->consumer_stats;
+    out->producer_index = hdr->producer.prod_index.load(std::memory_order_acquire);
+    out->consumer_index = hdr->consumer.cons_index.load(std::memory_order_acquire);
     out->indices_ok = out->producer_index - out->consumer_index <= g.capacity;
     out->produced_frames = p.produced_frames.load(std::memory_order_relaxed);
     out->produced_bytes = p.produced_bytes.load(std::memory_order_relaxed);

@@ -71,17 +71,19 @@ std::unique_ptr<RingProducer> RingProducer::Open(const std::string& path, std::s
   // numbers and counters stay monotonic). These values are only a starting
   // point: if the consumer scribbled on them, the worst outcome is a jump.
   ProducerLine& pl = p->hdr_->producer;
+  ProducerStatsLine& ps = p->hdr_->producer_stats;
   p->prod_ = pl.prod_index.load(std::memory_order_relaxed);
   const uint64_t cons = p->hdr_->consumer.cons_index.load(std::memory_order_acquire);
   if (p->prod_ - cons > g.capacity || (p->prod_ - cons) % kRecordAlign != 0) p->prod_ = cons;
   p->cached_cons_ = p->prod_ - g.capacity;  // "full": forces a fresh read
-  p->next_seq_ = pl.produced_frames.load(std::memory_order_relaxed);
+  p->next_seq_ = ps.produced_frames.load(std::memory_order_relaxed);
   p->stats_.produced_frames = p->next_seq_;
-  p->stats_.produced_bytes = pl.produced_bytes.load(std::memory_order_relaxed);
-  p->stats_.dropped_frames = pl.dropped_frames.load(std::memory_order_relaxed);
-  p->stats_.dropped_bytes = pl.dropped_bytes.load(std::memory_order_relaxed);
-  p->stats_.lost_records = pl.lost_records.load(std::memory_order_relaxed);
-  p->stats_.bad_consumer_index = pl.bad_consumer_index.load(std::memory_order_relaxed);
+  p->stats_.produced_bytes = ps.produced_bytes.load(std::memory_order_relaxed);
+  p->stats_.dropped_frames = ps.dropped_frames.load(std::memory_order_relaxed);
+  p->stats_.dropped_bytes = ps.dropped_bytes.load(std::memory_order_relaxed);
+  p->stats_.lost_records = ps.lost_records.load(std::memory_order_relaxed);
+  p->stats_.bad_consumer_index = ps.bad_consumer_index.load(std::memory_order_relaxed);
+  p->wake_fill_ = g.capacity / kDoorbellWakeFillDivisor;
   p->lost_generation_ = p->hdr_->lost.generation.load(std::memory_order_relaxed) & ~1u;
   pl.prod_index.store(p->prod_, std::memory_order_release);
   return p;
@@ -103,7 +105,7 @@ bool RingProducer::Reserve(uint64_t record_len, uint64_t extra) {
   const uint64_t cons = hdr_->consumer.cons_index.load(std::memory_order_acquire);
   if (prod_ - cons > geo_.capacity) {
     stats_.bad_consumer_index++;
-    hdr_->producer.bad_consumer_index.store(stats_.bad_consumer_index, std::memory_order_relaxed);
+    hdr_->producer_stats.bad_consumer_index.store(stats_.bad_consumer_index, std::memory_order_relaxed);
     return false;
   }
   cached_cons_ = cons;
@@ -129,23 +131,33 @@ bool RingProducer::Emit(uint64_t record_len, const FrameFields& f, bool with_pay
   RecordHeader rh{static_cast<uint32_t>(record_len), static_cast<uint32_t>(frame_len)};
   std::memcpy(slot, &rh, sizeof rh);
   prod_ += record_len;
-  // Release (here seq_cst, which includes it): the record bytes above become
-  // visible before the index that covers them (pairs with the consumer's
-  // acquire load). seq_cst also makes this store and RingDoorbell's load one
-  // half of the doorbell handshake.
-  hdr_->producer.prod_index.store(prod_, std::memory_order_seq_cst);
-  RingDoorbell();
+  // Release: the record bytes above become visible before the index that
+  // covers them (pairs with the consumer's acquire load). On x86 a plain
+  // store: no fence, no stall while the consumer holds the line.
+  hdr_->producer.prod_index.store(prod_, std::memory_order_release);
+  // Coalesced doorbell (docs/ring.md): a relaxed load of a line that only
+  // changes when the consumer falls asleep or wakes. Nothing else while the
+  // consumer is awake.
+  if (__builtin_expect(hdr_->doorbell.consumer_sleeping.load(std::memory_order_relaxed) != 0, 0)) {
+    RingDoorbell();
+  }
   return true;
 }
 
 void RingProducer::RingDoorbell() {
-  // Dekker-style handshake with Consumer::Wait: we store prod_index then load
-  // consumer_sleeping; the consumer stores consumer_sleeping then loads
-  // prod_index, all four seq_cst: in their single total order at least one
-  // side sees the other's store, so the consumer never sleeps on a non-empty
-  // ring. (seq_cst operations rather than fences: TSan understands them.)
+  // The consumer is asleep, for at most kDoorbellTickNs per futex wait: it
+  // finds this frame on its own within that bound. Wake it early only once
+  // the ring is filling up, so that a burst cannot overflow the ring while
+  // it sleeps. This load is NOT ordered after our prod_index store (no
+  // StoreLoad fence): it may miss a consumer that is just falling asleep;
+  // then that consumer sleeps one tick at most, and the next frame looks
+  // again. The fill uses a fresh consumer index (the consumer is asleep, so
+  // its line is not moving); a hostile index only makes us wake more.
+  const uint64_t cons = hdr_->consumer.cons_index.load(std::memory_order_relaxed);
+  if (prod_ - cons < wake_fill_) return;
   auto& word = hdr_->doorbell.consumer_sleeping;
-  if (word.load(std::memory_order_seq_cst) != 0 && word.exchange(0, std::memory_order_relaxed) != 0) {
+  if (word.exchange(0, std::memory_order_relaxed) != 0) {
+    stats_wakes_++;
     FutexWakeAll(&word);
   }
 }
@@ -166,8 +178,8 @@ void RingProducer::PublishLostMirror() {
 void RingProducer::Drop(uint64_t seq, uint64_t offset, uint64_t length) {
   stats_.dropped_frames++;
   stats_.dropped_bytes += length;
-  hdr_->producer.dropped_frames.store(stats_.dropped_frames, std::memory_order_relaxed);
-  hdr_->producer.dropped_bytes.store(stats_.dropped_bytes, std::memory_order_relaxed);
+  hdr_->producer_stats.dropped_frames.store(stats_.dropped_frames, std::memory_order_relaxed);
+  hdr_->producer_stats.dropped_bytes.store(stats_.dropped_bytes, std::memory_order_relaxed);
   uint64_t end = offset + length < offset ? UINT64_MAX : offset + length;
   if (lost_.frames == 0) {
     lost_.first_seq = seq;
@@ -185,6 +197,9 @@ void RingProducer::Drop(uint64_t seq, uint64_t offset, uint64_t length) {
   lost_.frames++;
   lost_.bytes += length;
   PublishLostMirror();
+  // A full ring with a sleeping consumer: make sure it is woken (Emit, which
+  // normally looks, is not reached while frames are being dropped).
+  if (hdr_->doorbell.consumer_sleeping.load(std::memory_order_relaxed) != 0) RingDoorbell();
 }
 
 bool RingProducer::EmitPendingLost() {
@@ -201,10 +216,19 @@ bool RingProducer::EmitPendingLost() {
   f.first_lost_seq = lost_.first_seq;
   if (!Emit(record_len, f, false, nullptr, 0, 0, 0)) return false;
   stats_.lost_records++;
-  hdr_->producer.lost_records.store(stats_.lost_records, std::memory_order_relaxed);
+  hdr_->producer_stats.lost_records.store(stats_.lost_records, std::memory_order_relaxed);
   lost_ = Lost{};
   PublishLostMirror();
   return true;
+}
+
+void RingProducer::RecordLost(uint64_t offset, uint64_t length) {
+  const uint64_t seq = next_seq_++;
+  stats_.produced_frames = next_seq_;
+  stats_.produced_bytes += length;
+  hdr_->producer_stats.produced_frames.store(stats_.produced_frames, std::memory_order_relaxed);
+  hdr_->producer_stats.produced_bytes.store(stats_.produced_bytes, std::memory_order_relaxed);
+  Drop(seq, offset, length);
 }
 
 bool RingProducer::Produce(int kind, uint64_t offset, uint64_t length, const struct iovec* iov, int iovcnt,
@@ -212,8 +236,8 @@ bool RingProducer::Produce(int kind, uint64_t offset, uint64_t length, const str
   const uint64_t seq = next_seq_++;
   stats_.produced_frames = next_seq_;
   stats_.produced_bytes += length;
-  hdr_->producer.produced_frames.store(stats_.produced_frames, std::memory_order_relaxed);
-  hdr_->producer.produced_bytes.store(stats_.produced_bytes, std::memory_order_relaxed);
+  hdr_->producer_stats.produced_frames.store(stats_.produced_frames, std::memory_order_relaxed);
+  hdr_->producer_stats.produced_bytes.store(stats_.produced_bytes, std::memory_order_relaxed);
 
   const bool with_payload = kind == DSVMI_FRAME_WRITE;
   size_t payload_len = 0;

@@ -29,6 +29,10 @@ class RingProducer {
   // See dsvmi_ring_produce(). Returns true when enqueued.
   bool Produce(int kind, uint64_t offset, uint64_t length, const struct iovec* iov, int iovcnt, size_t iov_skip);
 
+  // See dsvmi_ring_record_lost(): one produced + one dropped frame whose
+  // range joins the pending Lost record.
+  void RecordLost(uint64_t offset, uint64_t length);
+
   // True if a Write frame of payload_len bytes would fit right now (benchmarks
   // use it to wait for room instead of dropping).
   bool HasRoomFor(size_t payload_len);
@@ -37,6 +41,8 @@ class RingProducer {
   uint64_t max_payload() const { return max_payload_; }
   const Geometry& geometry() const { return geo_; }
   dsvmi_ring_producer_stats stats() const { return stats_; }
+  // Futex wakes issued (tests, benchmarks).
+  uint64_t doorbell_wakes() const { return stats_wakes_; }
 
  private:
   RingProducer() = default;
@@ -51,7 +57,7 @@ class RingProducer {
   bool EmitPendingLost();
   void Drop(uint64_t seq, uint64_t offset, uint64_t length);
   void PublishLostMirror();
-  void RingDoorbell();
+  __attribute__((noinline, cold)) void RingDoorbell();
 
   int fd_ = -1;  // kept open: it holds the producer's lock on the ring
   Geometry geo_{};
@@ -65,6 +71,8 @@ class RingProducer {
   uint64_t prod_ = 0;
   uint64_t cached_cons_ = 0;
   uint64_t next_seq_ = 0;
+  uint64_t wake_fill_ = 0;  // fill (bytes) at which a sleeping consumer is woken
+  uint64_t stats_wakes_ = 0;
   dsvmi_ring_producer_stats stats_{};
   struct Lost {
     uint64_t frames = 0, bytes = 0, first_seq = 0, range_offset = 0, range_end = 0;

@@ -43,6 +43,10 @@ DSVMI_EXPORT int dsvmi_ring_produce(dsvmi_ring_producer_t* p, enum dsvmi_frame_k
   return p->impl->Produce(static_cast<int>(kind), offset, length, iov, iovcnt, iov_skip) ? 1 : 0;
 }
 
+DSVMI_EXPORT void dsvmi_ring_record_lost(dsvmi_ring_producer_t* p, uint64_t offset, uint64_t length) {
+  if (p) p->impl->RecordLost(offset, length);
+}
+
 DSVMI_EXPORT void dsvmi_ring_producer_get_stats(const dsvmi_ring_producer_t* p,
                                                 struct dsvmi_ring_producer_stats* out) {
   if (!out) return;

@@ -20,12 +20,19 @@
 namespace dsvmi::ring {
 
 inline constexpr uint64_t kMagic = 0x31474e524d565344ull;  // "DSVMRNG1" (little endian)
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;  // 2: indices and counters on separate lines
 inline constexpr uint64_t kHeaderBytes = 4096;
 inline constexpr uint64_t kRecordAlign = 64;  // one cache line per record start
 inline constexpr uint64_t kRecordHeaderBytes = 8;
 inline constexpr uint64_t kMinCapacity = 64 * 1024;
 inline constexpr uint64_t kMaxCapacity = 1ull << 34;  // 16 GiB
+
+// Coalesced doorbell (docs/ring.md): a sleeping consumer re-checks the ring
+// at least every kDoorbellTickNs (the added event-latency bound); the
+// producer wakes it early only once the ring holds capacity /
+// kDoorbellWakeFillDivisor bytes.
+inline constexpr int64_t kDoorbellTickNs = 1'000'000;  // 1 ms
+inline constexpr uint64_t kDoorbellWakeFillDivisor = 4;
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
@@ -46,22 +53,39 @@ struct Geometry {
   uint64_t creator_pid;
 };
 
-// Producer-written. Producer index and the producer counters share one cache
-// line: the consumer pulls that line once per refresh anyway.
+// Every live field below has exactly one writer. The two indices each have a
+// line of their own, away from the counters: the consumer polls prod_index
+// and the producer refreshes cons_index, so those two lines move between
+// cores; the counter lines are written by their owner only and read only by
+// stats()/ring-stat, so they stay in their writer's cache (no false sharing
+// with an index). Lines are 128 bytes apart (adjacent-line prefetch pulls
+// pairs of 64-byte lines).
+
+// Producer-written: the producer index alone.
 struct alignas(128) ProducerLine {
-  A64 prod_index;          // store-release after the record bytes are written
-  A64 produced_frames;     // every produce() call
-  A64 produced_bytes;      // sum of `length` over produce() calls
+  A64 prod_index;  // store-release after the record bytes are written
+};
+
+// Producer-written counters (relaxed copies of the producer's private tally,
+// updated with every produce call; informational: the producer's private
+// tally is authoritative).
+struct alignas(128) ProducerStatsLine {
+  A64 produced_frames;     // every produce() / record_lost() call
+  A64 produced_bytes;      // sum of `length` over those calls
   A64 dropped_frames;
   A64 dropped_bytes;
   A64 lost_records;        // Lost frames emitted
   A64 bad_consumer_index;  // consumer index seen out of range
 };
 
-// Consumer-written, 128 bytes away from the producer line (adjacent-line
-// prefetch pulls pairs of 64-byte lines).
+// Consumer-written: the consumer index alone.
 struct alignas(128) ConsumerLine {
-  A64 cons_index;        // store-release after the consumer is done with records
+  A64 cons_index;  // store-release after the consumer is done with records
+};
+
+// Consumer-written counters (relaxed copies of the consumer's tally,
+// published together with cons_index).
+struct alignas(128) ConsumerStatsLine {
   A64 delivered_frames;  // data frames handed to the engine
   A64 delivered_bytes;   // sum of their `length`
   A64 lost_records_seen;
@@ -71,9 +95,9 @@ struct alignas(128) ConsumerLine {
   A64 bad_producer_index;
 };
 
-// The doorbell word on a line of its own: the producer reads it after every
-// frame, so it must not share a line with anything the consumer writes often
-// (cons_index); it only changes when the consumer goes to sleep or wakes.
+// The doorbell word on a line of its own: the producer reads it (relaxed)
+// after every frame, so it must not share a line with anything written
+// often; it only changes when the consumer goes to sleep or wakes.
 struct alignas(128) DoorbellLine {
   A32 consumer_sleeping;  // futex word: 1 = consumer is (about to be) asleep
   A32 consumer_pid;
@@ -93,13 +117,17 @@ struct alignas(128) LostMirror {
 
 struct Header {
   Geometry geometry;
-  ProducerLine producer;
-  ConsumerLine consumer;
-  DoorbellLine doorbell;
-  LostMirror lost;
+  ProducerLine producer;             // +128
+  ProducerStatsLine producer_stats;  // +256
+  ConsumerLine consumer;             // +384
+  ConsumerStatsLine consumer_stats;  // +512
+  DoorbellLine doorbell;             // +640
+  LostMirror lost;                   // +768
 };
 static_assert(sizeof(Header) <= kHeaderBytes);
-static_assert(offsetof(Header, consumer) - offsetof(Header, producer) >= 128);
+static_assert(offsetof(Header, producer) == 128 && offsetof(Header, producer_stats) == 256 &&
+              offsetof(Header, consumer) == 384 && offsetof(Header, consumer_stats) == 512 &&
+              offsetof(Header, doorbell) == 640 && offsetof(Header, lost) == 768);
 
 // Precedes every frame in the data area. The frame occupies the LAST
 // frame_len bytes of the record (FlatBuffers builds back to front into the

@@ -9,10 +9,10 @@
  * C++ types, stable within DSVMI_RING_ABI_VERSION. Changing it invalidates the
  * cached patched-QEMU build (the cache key hashes this file).
  *
- * Hot-path guarantees of dsvmi_ring_produce(): no allocation, no lock, no
- * syscall (except an eventfd write when the consumer sleeps), no logging, and it
- * never blocks: a full ring drops the frame, counts it and records the lost
- * byte range so the engine can resync it.
+ * Hot-path guarantees of dsvmi_ring_produce() and dsvmi_ring_record_lost():
+ * no allocation, no lock, no syscall (except a futex wake when the consumer
+ * sleeps), no logging, and they never block: a full ring drops the frame,
+ * counts it and records the lost byte range so the engine can resync it.
  */
 #ifndef DSVMI_RING_H
 #define DSVMI_RING_H
@@ -72,6 +72,20 @@ int dsvmi_ring_produce(dsvmi_ring_producer_t *p, enum dsvmi_frame_kind kind,
  *   bad_consumer_index: times the consumer index read from shared memory was
  *     outside [producer - capacity, producer] (a corrupted or hostile peer)
  */
+/*
+ * Records that the range [offset, offset + length) of the disk may have
+ * changed without a frame describing it: a write, write-zeroes or discard the
+ * gate passed but the layer below FAILED (it may have changed part of the
+ * range, or none of it). Counts as one produced and one dropped frame (it
+ * takes a sequence number), so delivered + dropped == produced still holds,
+ * and the range joins the pending Lost record exactly like a frame dropped
+ * for lack of room: the engine learns of it through the next in-band Lost
+ * frame (or the header's lost mirror) and reads the range back from the
+ * disk. Never blocks; NULL p is a no-op. Added compatibly in ABI version 1.
+ */
+void dsvmi_ring_record_lost(dsvmi_ring_producer_t *p, uint64_t offset,
+                            uint64_t length);
+
 struct dsvmi_ring_producer_stats {
     uint64_t produced_frames;
     uint64_t produced_bytes;

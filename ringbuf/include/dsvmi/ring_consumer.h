@@ -79,8 +79,18 @@ class RingConsumer {
   void ReleaseAll();
 
   // Waits until the ring has unread bytes: spins briefly, then sleeps on the
-  // futex doorbell for at most timeout_ns (< 0: forever). True if data is there.
+  // futex doorbell for at most timeout_ns (< 0: forever; 0: spin only). True
+  // if data is there. The doorbell is coalesced (docs/ring.md): each futex
+  // sleep lasts at most the wake interval (1 ms by default), after which the
+  // ring is checked again; the producer wakes the consumer earlier only when
+  // the ring is a quarter full. So a frame is noticed within ~1 ms of being
+  // published even when the producer rings no bell.
   bool Wait(int64_t timeout_ns);
+  // Longest single futex sleep in Wait() (default 1 ms = the event-latency
+  // bound the doorbell adds). < 0: no limit, rely on the producer's
+  // fill-threshold wake alone (tests only: a ring that never fills to the
+  // threshold is then never noticed).
+  void set_wake_interval_ns(int64_t ns);
 
   RingConsumerStats stats() const;
   RingGeometryInfo geometry() const;
@@ -97,6 +107,7 @@ class RingConsumer {
                                             std::string* err);
   void Fail(std::string msg);
   void Publish();
+  void PublishStats();
 
   std::unique_ptr<Impl> impl_;
   std::string path_;

@@ -1,6 +1,7 @@
 /*
  * Compiled as C and linked against libdsvmi-producer.so, exactly as QEMU's
- * filter uses it: proves ring.h is C-clean and the .so exports the ABI.
+ * filter uses it: proves ring.h is C-clean and the .so exports the ABI
+ * (dsvmi_ring_record_lost included).
  * Usage: ring_c_abi_test RING_PATH  (the ring is created by dsvmi ring-create)
  */
 #include <stdio.h>
@@ -40,9 +41,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "produce failed\n");
         return 1;
     }
+    /* A failed child write: one produced + dropped frame, in band with the next */
+    dsvmi_ring_record_lost(p, 65536, 4096);
+    if (!dsvmi_ring_produce(p, DSVMI_FRAME_FLUSH, 0, 0, NULL, 0, 0)) {
+        fprintf(stderr, "produce after record_lost failed\n");
+        return 1;
+    }
     dsvmi_ring_producer_get_stats(p, &st);
     printf("c-abi: produced %llu dropped %llu\n", (unsigned long long)st.produced_frames,
            (unsigned long long)st.dropped_frames);
     dsvmi_ring_producer_close(p);
-    return st.produced_frames == 3 && st.dropped_frames == 0 ? 0 : 1;
+    return st.produced_frames == 5 && st.dropped_frames == 1 && st.lost_records == 1 ? 0 : 1;
 }

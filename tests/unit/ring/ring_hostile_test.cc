@@ -128,7 +128,7 @@ TEST(HostileProducer, SequenceNumbersMustIncrease) {
   ASSERT_EQ(f.DrainAll().size(), 1u);
   // A producer restarted with scribbled counters starts its sequence at 0 again.
   f.p.reset();
-  f.s->hdr()->producer.produced_frames.store(0);
+  f.s->hdr()->producer_stats.produced_frames.store(0);
   std::string err;
   f.p = ring::RingProducer::Open(f.path.path(), &err);
   ASSERT_TRUE(f.p) << err;
@@ -185,7 +185,7 @@ TEST(HostileConsumer, GeometryAndCounterScribblesAfterOpenChangeNothing) {
   h->geometry.capacity = 1ull << 40;
   h->geometry.max_record = 1ull << 39;
   h->geometry.magic = 0;
-  h->producer.dropped_frames.store(999);
+  h->producer_stats.dropped_frames.store(999);
   h->lost.generation.store(1);  // "being written" forever
   h->doorbell.consumer_sleeping.store(1);
   for (int i = 0; i < 100; i++) {

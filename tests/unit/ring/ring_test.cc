@@ -13,6 +13,7 @@
 #include "dsvmi/ring_consumer.h"
 #include "dsvmi/ring_inspect.h"
 #include "frame_builder.h"
+#include "producer.h"
 #include "ring_layout.h"
 #include "ring_test_util.h"
 
@@ -257,6 +258,60 @@ TEST(Ring, FullRingDropsAndReportsTheExactLostRange) {
   EXPECT_EQ(ps.lost_records, 1u);
 }
 
+// A write the layer below failed (QEMU filter, issue #4): no frame, but one
+// produced + one dropped sequence number whose range joins the pending Lost
+// record like any drop, and goes out in band with the next frame.
+TEST(Ring, RecordLostIsADropWhoseRangeJoinsTheLostRecord) {
+  TempRingPath path;
+  auto c = CreateRing(path.path(), 64 * 1024);
+  auto p = OpenProducer(path.path());
+  std::vector<uint8_t> payload(4096, 0x33);
+  struct iovec iov = {payload.data(), payload.size()};
+  ASSERT_EQ(dsvmi_ring_produce(p.get(), DSVMI_FRAME_WRITE, 8192, 4096, &iov, 1, 0), 1);  // seq 0
+  dsvmi_ring_record_lost(p.get(), 1 << 20, 65536);                                        // seq 1
+  dsvmi_ring_record_lost(p.get(), 4096, 512);                                             // seq 2
+  dsvmi_ring_record_lost(nullptr, 0, 4096);  // no-op
+
+  auto s = c->stats();
+  ASSERT_TRUE(s.lost_mirror_consistent);
+  EXPECT_EQ(s.lost_pending_frames, 2u);
+  EXPECT_EQ(s.lost_pending_bytes, 65536u + 512u);
+  EXPECT_EQ(s.lost_pending_first_seq, 1u);
+  EXPECT_EQ(s.lost_pending_offset, 4096u);
+  EXPECT_EQ(s.lost_pending_end, (1u << 20) + 65536u);
+  dsvmi_ring_producer_stats ps;
+  dsvmi_ring_producer_get_stats(p.get(), &ps);
+  EXPECT_EQ(ps.produced_frames, 3u);
+  EXPECT_EQ(ps.produced_bytes, 4096u + 65536u + 512u);
+  EXPECT_EQ(ps.dropped_frames, 2u);
+  EXPECT_EQ(ps.dropped_bytes, 65536u + 512u);
+
+  // The next frame carries the Lost record in front of it.
+  ASSERT_EQ(dsvmi_ring_produce(p.get(), DSVMI_FRAME_FLUSH, 0, 0, nullptr, 0, 0), 1);  // seq 3
+  FrameView v[8];
+  ASSERT_EQ(c->Dequeue(v, 8), 3u);
+  EXPECT_EQ(v[0].kind, FrameKind::kWrite);
+  EXPECT_EQ(v[0].seq, 0u);
+  EXPECT_EQ(v[1].kind, FrameKind::kLost);
+  EXPECT_EQ(v[1].seq, 2u);
+  EXPECT_EQ(v[1].first_lost_seq, 1u);
+  EXPECT_EQ(v[1].lost_frames, 2u);
+  EXPECT_EQ(v[1].lost_bytes, 65536u + 512u);
+  EXPECT_EQ(v[1].offset, 4096u);
+  EXPECT_EQ(v[1].offset + v[1].length, (1u << 20) + 65536u);
+  EXPECT_EQ(v[2].kind, FrameKind::kFlush);
+  EXPECT_EQ(v[2].seq, 3u);
+  c->ReleaseAll();
+  s = c->stats();
+  EXPECT_EQ(s.lost_pending_frames, 0u);
+  EXPECT_EQ(s.delivered_frames, 2u);
+  EXPECT_EQ(s.lost_frames, 2u);
+  dsvmi_ring_producer_get_stats(p.get(), &ps);
+  EXPECT_EQ(ps.produced_frames, 4u);
+  EXPECT_EQ(ps.lost_records, 1u);
+  EXPECT_EQ(s.delivered_frames + ps.dropped_frames, ps.produced_frames);
+}
+
 TEST(Ring, OversizeAndMalformedRequestsAreCountedDrops) {
   TempRingPath path;
   auto c = CreateRing(path.path(), 64 * 1024);
@@ -322,7 +377,7 @@ TEST(Ring, IncompatibleRingsAreRefusedWithAReason) {
   };
   const Case cases[] = {
       {"magic", offsetof(ring::Geometry, magic), 0x1234, 8, "bad magic"},
-      {"version", offsetof(ring::Geometry, layout_version), 2, 4, "layout version 2"},
+      {"version", offsetof(ring::Geometry, layout_version), 3, 4, "layout version 3"},
       {"capacity", offsetof(ring::Geometry, capacity), 1 << 17, 8, "header says"},
       {"capacity not pow2", offsetof(ring::Geometry, capacity), 3 << 16, 8, "bad capacity"},
       {"max record", offsetof(ring::Geometry, max_record), 1 << 30, 8, "bad max record"},
@@ -366,7 +421,7 @@ TEST(Ring, DoorbellWakesASleepingConsumerEveryTime) {
   std::thread consumer([&] {
     FrameView v;
     for (int i = 0; i < kRounds; i++) {
-      while (c->Dequeue(&v, 1) == 0) c->Wait(-1);  // no timeout: a lost wake-up hangs (ctest fails it)
+      while (c->Dequeue(&v, 1) == 0) c->Wait(-1);  // no timeout: each sleep ends by the 1 ms tick
       EXPECT_EQ(v.seq, static_cast<uint64_t>(i));
       c->Release(v);
       consumed.store(i + 1, std::memory_order_release);
@@ -380,6 +435,46 @@ TEST(Ring, DoorbellWakesASleepingConsumerEveryTime) {
     ASSERT_EQ(dsvmi_ring_produce(p.get(), DSVMI_FRAME_FLUSH, 0, 0, nullptr, 0, 0), 1);
   }
   consumer.join();
+}
+
+// The coalesced doorbell's early wake: with the consumer's tick disabled
+// (it sleeps until woken), frames below the fill threshold leave it asleep
+// and the producer must wake it once the ring is a quarter full. A lost
+// wake-up hangs (ctest fails it): the producer keeps producing (and, once
+// the ring is full, dropping) and looks at the doorbell after each call.
+TEST(Ring, FillThresholdWakesASleepingConsumer) {
+  TempRingPath path;
+  constexpr uint64_t kCap = 1 << 20;
+  auto c = CreateRing(path.path(), kCap);
+  std::string err;
+  auto p = ring::RingProducer::Open(path.path(), &err);
+  ASSERT_TRUE(p) << err;
+  c->set_wake_interval_ns(-1);
+  std::atomic<bool> woke{false};
+  std::thread consumer([&] {
+    EXPECT_TRUE(c->Wait(-1));
+    woke.store(true, std::memory_order_release);
+  });
+  // Until the consumer is really asleep (its flag is up).
+  for (;;) {
+    RingSnapshot snap;
+    ASSERT_TRUE(InspectRing(path.path(), &snap, &err)) << err;
+    if (snap.consumer_sleeping) break;
+    std::this_thread::yield();
+  }
+  std::vector<uint8_t> payload(4096, 7);
+  struct iovec iov = {payload.data(), payload.size()};
+  uint64_t produced = 0;
+  while (!woke.load(std::memory_order_acquire)) {
+    p->Produce(DSVMI_FRAME_WRITE, produced * 4096, 4096, &iov, 1, 0);
+    produced++;
+    std::this_thread::yield();
+  }
+  consumer.join();
+  EXPECT_GE(p->doorbell_wakes(), 1u);
+  // It was not woken for the first frames: the ring had reached the threshold.
+  const uint64_t record = ring::AlignUp(8 + ring::FrameRegionBound(4096), 64);
+  EXPECT_GE(produced * record, kCap / ring::kDoorbellWakeFillDivisor);
 }
 
 TEST(FrameDecoder, RejectsGarbageWithAReason) {
