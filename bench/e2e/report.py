@@ -122,6 +122,9 @@ def write(results, out):
         lines.append("| binary | benchmark | time per iteration | throughput |")
         lines.append("|---|---|---|---|")
         for binary, data in micro.items():
+            if "skipped" in data:
+                lines.append(f"| {binary} | skipped: {data['skipped'][:100]} | | |")
+                continue
             if "error" in data:
                 lines.append(f"| {binary} | error: {data['error'][:80]} | | |")
                 continue

@@ -470,6 +470,9 @@ def run_micro(args):
         if p.returncode != 0:
             out[b.name] = {"error": p.stderr[-2000:]}
             continue
+        if not p.stdout.strip():  # registered nothing (bench_crawl without DSVMI_CRAWL_IMAGES)
+            out[b.name] = {"skipped": p.stderr.strip()[-300:] or "no benchmarks registered"}
+            continue
         try:
             out[b.name] = json.loads(p.stdout)
         except json.JSONDecodeError as e:
