@@ -124,6 +124,19 @@ Status parse_listen_address(const std::string& spec, std::string* host, int* por
 
 namespace {
 
+// Kills and reaps a child we no longer need (crawl or engine) and closes the
+// pipe we read it through; both are reset so the loop stops watching them.
+void kill_child(pid_t* pid, int* out_fd) {
+  if (*pid > 0) {
+    ::kill(*pid, SIGKILL);
+    int st;
+    ::waitpid(*pid, &st, 0);
+    *pid = -1;
+  }
+  if (*out_fd >= 0) ::close(*out_fd);
+  *out_fd = -1;
+}
+
 volatile sig_atomic_t g_stop = 0;
 void on_stop(int) { g_stop = 1; }
 
@@ -829,24 +842,10 @@ void Daemon::crawl_finished(Attachment& a) {
 // An attach that failed after the filter went in: undo all of it, tell the
 // client, forget the attachment (at the next safe point).
 void Daemon::fail_attach(Attachment& a, const std::string& cls, const std::string& desc) {
-  if (a.crawl > 0) {
-    ::kill(a.crawl, SIGKILL);
-    int st;
-    ::waitpid(a.crawl, &st, 0);
-    a.crawl = -1;
-  }
-  if (a.crawl_out >= 0) ::close(a.crawl_out);
-  a.crawl_out = -1;
+  kill_child(&a.crawl, &a.crawl_out);
   std::vector<std::string> problems;
   unplug_filter(a, &problems);
-  if (a.engine > 0) {  // a failed attach has no events to drain: no wait
-    ::kill(a.engine, SIGKILL);
-    int st;
-    ::waitpid(a.engine, &st, 0);
-    a.engine = -1;
-  }
-  if (a.engine_out >= 0) ::close(a.engine_out);
-  a.engine_out = -1;
+  kill_child(&a.engine, &a.engine_out);  // a failed attach has no events to drain: no wait
   remove_export(a, &problems);
   remove_files(a);
   std::fprintf(stderr, "dsvmi daemon: attach of %s failed: %s\n", a.name.c_str(), desc.c_str());
@@ -980,14 +979,7 @@ Json Daemon::detach(const Json& args, Client* c) {
     reply(a.policy_client, make_error("Detached", "'" + a.name + "' was detached during the policy change"));
     a.policy_client = 0;
   }
-  if (a.crawl > 0) {  // attach still crawling: stop it
-    ::kill(a.crawl, SIGKILL);
-    int st;
-    ::waitpid(a.crawl, &st, 0);
-    a.crawl = -1;
-  }
-  if (a.crawl_out >= 0) ::close(a.crawl_out);
-  a.crawl_out = -1;
+  kill_child(&a.crawl, &a.crawl_out);  // attach still crawling: stop it
   // 1. the guest's path first: from here on the VM no longer depends on us.
   unplug_filter(a, &a.detach_problems);
   // 2. the engine drains every frame already in the ring, then exits; the
@@ -1769,12 +1761,7 @@ int Daemon::run() {
   std::fprintf(stderr, "dsvmi daemon: stopping, detaching %zu disk(s)\n", atts_.size());
   for (auto& [n, a] : atts_) {
     if (a.kill_at < 0) continue;
-    if (a.crawl > 0) {
-      ::kill(a.crawl, SIGKILL);
-      int st;
-      ::waitpid(a.crawl, &st, 0);
-    }
-    if (a.crawl_out >= 0) ::close(a.crawl_out);
+    kill_child(&a.crawl, &a.crawl_out);
     std::vector<std::string> problems;
     if (a.state != State::Detaching) unplug_filter(a, &problems);
     stop_engine_blocking(a);

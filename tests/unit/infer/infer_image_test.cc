@@ -20,19 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/dsvmi-infer-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
 enum class Mode { Home, Journal };
 
 struct Variant {
@@ -41,28 +28,6 @@ struct Variant {
   uint32_t block_size;
   Mode mode;
 };
-
-std::unique_ptr<Index> crawl(const std::string& image, const std::string& index_path) {
-  Status s;
-  auto reader = open_disk(image, {}, &s);
-  EXPECT_TRUE(reader) << s.message();
-  if (!reader) return nullptr;
-  CrawlOptions opt;
-  opt.index_path = index_path;
-  CrawlSummary sum;
-  s = crawl_disk(*reader, opt, &sum);
-  EXPECT_TRUE(s) << s.message();
-  auto idx = Index::open(index_path, &s);
-  EXPECT_TRUE(idx) << s.message();
-  return idx;
-}
-
-void debugfs_w(const std::string& image, const std::string& script, const std::string& dir) {
-  write_file(dir + "/script.cmds", script);
-  int rc = 0;
-  std::string out = run("debugfs -w -f " + quote(dir + "/script.cmds") + " " + quote(image) + " 2>&1", &rc);
-  ASSERT_EQ(rc, 0) << out;
-}
 
 struct EngineRun {
   std::vector<Event> events;

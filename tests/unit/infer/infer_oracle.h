@@ -19,14 +19,19 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+#include <memory>
+
+#include "dsvmi/crawl.h"
+#include "dsvmi/disk_reader.h"
 #include "dsvmi/events.h"
+#include "dsvmi/index.h"
 #include "dsvmi/frame_generated.h"
 
 namespace dsvmi::testing {
 
 using shell::quote;
 using shell::run;
-
 
 inline std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -38,6 +43,46 @@ inline std::string read_file(const std::string& path) {
 inline void write_file(const std::string& path, const std::string& data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+// A scratch directory under /tmp, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/dsvmi-infer-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Crawls `image` into an index at `index_path` and opens it (the engine's
+// starting point in these tests).
+inline std::unique_ptr<Index> crawl(const std::string& image, const std::string& index_path) {
+  Status s;
+  auto reader = open_disk(image, {}, &s);
+  EXPECT_TRUE(reader) << s.message();
+  if (!reader) return nullptr;
+  CrawlOptions opt;
+  opt.index_path = index_path;
+  CrawlSummary sum;
+  s = crawl_disk(*reader, opt, &sum);
+  EXPECT_TRUE(s) << s.message();
+  auto idx = Index::open(index_path, &s);
+  EXPECT_TRUE(idx) << s.message();
+  return idx;
+}
+
+// Runs a debugfs -w script on `image` (the script file goes to `dir`).
+inline void debugfs_w(const std::string& image, const std::string& script, const std::string& dir) {
+  write_file(dir + "/script.cmds", script);
+  int rc = 0;
+  std::string out = run("debugfs -w -f " + quote(dir + "/script.cmds") + " " + quote(image) + " 2>&1", &rc);
+  ASSERT_EQ(rc, 0) << out;
 }
 
 // A frame in 8-byte aligned storage.
