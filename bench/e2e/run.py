@@ -595,7 +595,7 @@ def parse_args(argv=None):
     ap.add_argument("--guest-mib", type=int, default=512)
     ap.add_argument("--boot-timeout", type=float, help="seconds per boot (default by size)")
     ap.add_argument("--no-block-layer", action="store_true", help="skip bench/qemu_bench.py")
-    ap.add_argument("--block-reps", type=int, default=5)
+    ap.add_argument("--block-reps", type=int, help="qemu_bench.py repetitions (default 5 quick, 15 full)")
     ap.add_argument("--work-dir", type=Path, help="scratch space on disk (default OUT/work)")
     ap.add_argument("--keep-work", action="store_true")
     ap.add_argument("--micro-min-time", default="0.2")
@@ -622,9 +622,10 @@ def parse_args(argv=None):
     if args.work_dir is None:
         args.work_dir = args.out / "work"
     quick = args.size != "full"
-    args.block_seconds = 1.0 if quick else 2.0
+    args.block_reps = args.block_reps or (5 if quick else 15)
+    args.block_seconds = 0.5 if quick else 1.0
     args.block_size_mib = 256 if quick else 1024
-    args.block_configs = ["O_DIRECT native"] if quick else []
+    args.block_configs = ["O_DIRECT native", "null-co 4"] if quick else []
     return args
 
 
