@@ -44,10 +44,16 @@ int cmd_ring_stat(int argc, char** argv) {
               " bytes, lost records %" PRIu64 ", bad consumer index seen %" PRIu64 "\n",
               s.produced_frames, s.produced_bytes, s.dropped_frames, s.dropped_bytes, s.lost_records,
               s.bad_consumer_index);
+  // The doorbell word (docs/ring.md): 1 naps in 1 ms ticks, 2 is idle (the
+  // producer wakes it on the next frame).
+  const char* sleeping = s.consumer_sleeping == 0   ? ""
+                         : s.consumer_sleeping == 1 ? " (sleeping)"
+                         : s.consumer_sleeping == 2 ? " (sleeping, idle)"
+                                                    : " (doorbell word invalid)";
   std::printf("consumer:  pid %u%s, delivered %" PRIu64 " frames / %" PRIu64 " bytes, lost records seen %" PRIu64
               " (%" PRIu64 " frames), invalid records %" PRIu64 " (%" PRIu64 " bytes), bad producer index seen %" PRIu64
               "\n",
-              s.consumer_pid, s.consumer_sleeping ? " (sleeping)" : "", s.delivered_frames, s.delivered_bytes,
+              s.consumer_pid, sleeping, s.delivered_frames, s.delivered_bytes,
               s.lost_records_seen, s.lost_frames_reported, s.invalid_records, s.invalid_bytes, s.bad_producer_index);
   if (!s.lost_consistent) {
     std::printf("lost:      mirror being written (or corrupt); retry\n");

@@ -38,6 +38,18 @@ struct RingConsumer::Impl {
   int64_t tick_ns = kDoorbellTickNs;
   RingConsumerStats tally;
 
+  // Doorbell idle state (Wait()). empty_ticks counts consecutive futex waits
+  // that ended with nothing to read, across Wait() calls; it restarts when
+  // anything is found or consumed (idle_mark = `read` when it was last reset).
+  int idle_after_ticks = kDoorbellIdleAfterTicks;
+  int64_t idle_slice_ns = kDoorbellIdleSliceNs;
+  int empty_ticks = 0;
+  uint64_t idle_mark = 0;
+  // A producer without the idle wake was attached at the last check: nap
+  // until this time, then look again.
+  int64_t peer_recheck_ns = 0;
+  std::atomic<uint64_t> idle_sleeps{0};  // long idle slices begun (tests)
+
   ~Impl() {
     if (hdr) munmap(hdr, kHeaderBytes);
     UnmapTwice(data, geo.capacity);
@@ -119,7 +131,7 @@ std::unique_ptr<RingConsumer> RingConsumer::Open(const std::string& path, bool c
   ConsumerLine& cl = m.hdr->consumer;
   ConsumerStatsLine& cs = m.hdr->consumer_stats;
   m.hdr->doorbell.consumer_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
-  m.hdr->doorbell.consumer_sleeping.store(0, std::memory_order_relaxed);
+  m.hdr->doorbell.consumer_sleeping.store(kDoorbellAwake, std::memory_order_relaxed);
   // Restart: continue at the shared consumer index and the previous
   // consumer's counters, if they make sense against the producer index.
   m.cons = cl.cons_index.load(std::memory_order_relaxed);
@@ -295,42 +307,103 @@ int64_t NowNs() {
 }  // namespace
 
 void RingConsumer::set_wake_interval_ns(int64_t ns) { impl_->tick_ns = ns; }
+void RingConsumer::set_idle_after_ticks(int ticks) { impl_->idle_after_ticks = ticks; }
+void RingConsumer::set_idle_interval_ns(int64_t ns) { impl_->idle_slice_ns = ns; }
+uint64_t RingConsumer::idle_sleeps() const { return impl_->idle_sleeps.load(std::memory_order_relaxed); }
 
-// Coalesced doorbell (docs/ring.md): a short spin, then futex sleeps of at
-// most one tick each, re-checking the ring after every one. The producer
-// wakes us early only when the ring passes its fill threshold, and that wake
-// may be missed (its check is deliberately unfenced): the tick is what
-// bounds the latency, the wake only protects the ring from overflowing.
+// Coalesced doorbell (docs/ring.md): a short spin, then futex sleeps,
+// re-checking the ring after every one.
+//
+// Napping (word = kDoorbellNapping): sleeps of at most one tick each. The
+// producer wakes us early only when the ring passes its fill threshold, and
+// that wake may be missed (its check is deliberately unfenced): the tick is
+// what bounds the latency, the wake only protects the ring from overflowing.
+//
+// Idle (word = kDoorbellIdle), after idle_after_ticks ticks that found
+// nothing: the producer wakes us on its next frame, so we sleep in long
+// slices. Not the first futex wait after storing the value, though: the
+// producer's unfenced load may miss our store while its own prod_index store
+// still sits in its store buffer, and then nobody wakes us. That first wait
+// is one tick; after it the producer's store is long visible (the re-check
+// finds the frame) and any later frame's load sees kDoorbellIdle. A producer
+// that does not wake idle consumers (an older library: no idle-wake lock)
+// keeps us napping.
 bool RingConsumer::Wait(int64_t timeout_ns) {
   Impl& m = *impl_;
   auto has_data = [&] {
     return m.hdr->producer.prod_index.load(std::memory_order_acquire) != m.read;
   };
+  if (m.read != m.idle_mark) {  // consumed something since: not idle
+    m.idle_mark = m.read;
+    m.empty_ticks = 0;
+  }
   for (int i = 0; i < kWaitSpins; i++) {
-    if (has_data()) return true;
+    if (has_data()) {
+      m.empty_ticks = 0;
+      return true;
+    }
     __builtin_ia32_pause();
   }
   if (timeout_ns == 0) return false;
   const int64_t deadline = timeout_ns < 0 ? INT64_MAX : NowNs() + timeout_ns;
   auto& word = m.hdr->doorbell.consumer_sleeping;
+  uint32_t stored = kDoorbellAwake;  // our last store to the word in this call
+  int64_t stored_ns = 0;             // ... and when
+  bool found = false;
   for (;;) {
-    // seq_cst: drains our store buffer, so the producer sees the flag as soon
-    // as possible, and the re-check below reads prod_index after it.
-    word.store(1, std::memory_order_seq_cst);
-    if (m.hdr->producer.prod_index.load(std::memory_order_seq_cst) != m.read) break;
+    bool idle = m.tick_ns > 0 && m.idle_after_ticks >= 0 && m.empty_ticks >= m.idle_after_ticks;
+    if (idle) {
+      const int64_t now = NowNs();
+      if (now < m.peer_recheck_ns) {
+        idle = false;
+      } else if (!ProducerWakesIdle(m.fd)) {
+        idle = false;
+        m.peer_recheck_ns = now + kDoorbellIdleSliceNs;
+      }
+    }
     int64_t slice = m.tick_ns;
+    if (idle && stored == kDoorbellIdle && word.load(std::memory_order_relaxed) == kDoorbellIdle) {
+      // The word has held kDoorbellIdle since stored_ns (a producer only
+      // ever stores kDoorbellAwake): once that is a full tick, any frame the
+      // re-check below misses is published late enough that its producer's
+      // load sees kDoorbellIdle and rings the bell.
+      const int64_t held = NowNs() - stored_ns;
+      if (held >= m.tick_ns) {
+        slice = m.idle_slice_ns;
+        m.idle_sleeps.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        slice = m.tick_ns - held;  // the first tick was cut short (a signal)
+      }
+    } else {
+      // seq_cst: drains our store buffer, so the producer sees the word as
+      // soon as possible, and the re-check below reads prod_index after it.
+      stored = idle ? kDoorbellIdle : kDoorbellNapping;
+      word.store(stored, std::memory_order_seq_cst);
+      stored_ns = idle ? NowNs() : 0;
+    }
+    if (m.hdr->producer.prod_index.load(std::memory_order_seq_cst) != m.read) {
+      found = true;
+      break;
+    }
     if (deadline != INT64_MAX) {
       const int64_t left = deadline - NowNs();
       if (left <= 0) break;
       if (slice < 0 || left < slice) slice = left;
     }
-    FutexWait(&word, 1, slice);
-    word.store(0, std::memory_order_relaxed);
-    if (has_data()) return true;
-    if (deadline != INT64_MAX && NowNs() >= deadline) return false;
+    FutexWait(&word, stored, slice);
+    if (has_data()) {
+      found = true;
+      break;
+    }
+    if (m.empty_ticks < INT_MAX) m.empty_ticks++;
+    if (deadline != INT64_MAX && NowNs() >= deadline) break;
   }
-  word.store(0, std::memory_order_relaxed);
-  return has_data();
+  word.store(kDoorbellAwake, std::memory_order_relaxed);
+  if (found || has_data()) {
+    m.empty_ticks = 0;
+    return true;
+  }
+  return false;
 }
 
 RingGeometryInfo RingConsumer::geometry() const {

@@ -50,6 +50,9 @@ std::unique_ptr<RingProducer> RingProducer::Open(const std::string& path, std::s
     *err = "ring " + path + ": " + why;
     return nullptr;
   }
+  // After the role lock: a consumer that looks in between sees a producer
+  // without the capability and merely naps for a while.
+  AdvertiseIdleWake(p->fd_);
   void* h = mmap(nullptr, kHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd_, 0);
   if (h == MAP_FAILED) {
     *err = ErrnoMessage("mmap ring header", path);
@@ -138,25 +141,35 @@ bool RingProducer::Emit(uint64_t record_len, const FrameFields& f, bool with_pay
   // Coalesced doorbell (docs/ring.md): a relaxed load of a line that only
   // changes when the consumer falls asleep or wakes. Nothing else while the
   // consumer is awake.
-  if (__builtin_expect(hdr_->doorbell.consumer_sleeping.load(std::memory_order_relaxed) != 0, 0)) {
-    RingDoorbell();
-  }
+  const uint32_t sleeping = hdr_->doorbell.consumer_sleeping.load(std::memory_order_relaxed);
+  if (__builtin_expect(sleeping != 0, 0)) RingDoorbell(sleeping);
   return true;
 }
 
-void RingProducer::RingDoorbell() {
-  // The consumer is asleep, for at most kDoorbellTickNs per futex wait: it
-  // finds this frame on its own within that bound. Wake it early only once
-  // the ring is filling up, so that a burst cannot overflow the ring while
-  // it sleeps. This load is NOT ordered after our prod_index store (no
-  // StoreLoad fence): it may miss a consumer that is just falling asleep;
-  // then that consumer sleeps one tick at most, and the next frame looks
-  // again. The fill uses a fresh consumer index (the consumer is asleep, so
-  // its line is not moving); a hostile index only makes us wake more.
-  const uint64_t cons = hdr_->consumer.cons_index.load(std::memory_order_relaxed);
-  if (prod_ - cons < wake_fill_) return;
+void RingProducer::RingDoorbell(uint32_t seen) {
+  // `seen` is the doorbell word as our relaxed load found it. This load is
+  // NOT ordered after our prod_index store (no StoreLoad fence): it may miss
+  // a consumer that is just falling asleep (or just going idle); that
+  // consumer's next futex wait is one short tick, after which it finds this
+  // frame itself, and any later frame's load sees its word.
+  //
+  // kDoorbellNapping: the consumer re-checks the ring every kDoorbellTickNs
+  // on its own and finds this frame within that bound. Wake it early only
+  // once the ring is filling up, so that a burst cannot overflow the ring
+  // while it naps. The fill uses a fresh consumer index (the consumer is
+  // asleep, so its line is not moving); a hostile index only makes us wake
+  // more.
+  //
+  // kDoorbellIdle (or any other value): the consumer sleeps in long slices
+  // and relies on us: wake it now, whatever the fill. One syscall per
+  // idle -> busy transition; a hostile consumer that keeps storing the value
+  // costs one syscall per frame, never a block.
+  if (seen == kDoorbellNapping) {
+    const uint64_t cons = hdr_->consumer.cons_index.load(std::memory_order_relaxed);
+    if (prod_ - cons < wake_fill_) return;
+  }
   auto& word = hdr_->doorbell.consumer_sleeping;
-  if (word.exchange(0, std::memory_order_relaxed) != 0) {
+  if (word.exchange(kDoorbellAwake, std::memory_order_relaxed) != kDoorbellAwake) {
     stats_wakes_++;
     FutexWakeAll(&word);
   }
@@ -199,7 +212,8 @@ void RingProducer::Drop(uint64_t seq, uint64_t offset, uint64_t length) {
   PublishLostMirror();
   // A full ring with a sleeping consumer: make sure it is woken (Emit, which
   // normally looks, is not reached while frames are being dropped).
-  if (hdr_->doorbell.consumer_sleeping.load(std::memory_order_relaxed) != 0) RingDoorbell();
+  const uint32_t sleeping = hdr_->doorbell.consumer_sleeping.load(std::memory_order_relaxed);
+  if (sleeping != 0) RingDoorbell(sleeping);
 }
 
 bool RingProducer::EmitPendingLost() {

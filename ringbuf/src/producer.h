@@ -57,7 +57,7 @@ class RingProducer {
   bool EmitPendingLost();
   void Drop(uint64_t seq, uint64_t offset, uint64_t length);
   void PublishLostMirror();
-  __attribute__((noinline, cold)) void RingDoorbell();
+  __attribute__((noinline, cold)) void RingDoorbell(uint32_t seen);
 
   int fd_ = -1;  // kept open: it holds the producer's lock on the ring
   Geometry geo_{};

@@ -27,12 +27,25 @@ inline constexpr uint64_t kRecordHeaderBytes = 8;
 inline constexpr uint64_t kMinCapacity = 64 * 1024;
 inline constexpr uint64_t kMaxCapacity = 1ull << 34;  // 16 GiB
 
-// Coalesced doorbell (docs/ring.md): a sleeping consumer re-checks the ring
-// at least every kDoorbellTickNs (the added event-latency bound); the
-// producer wakes it early only once the ring holds capacity /
-// kDoorbellWakeFillDivisor bytes.
+// Coalesced doorbell (docs/ring.md). The word `consumer_sleeping` is
+//   kDoorbellAwake    the consumer is awake (the producer does nothing);
+//   kDoorbellNapping  it re-checks the ring at least every kDoorbellTickNs
+//                     (the added event-latency bound); the producer wakes it
+//                     early only once the ring holds capacity /
+//                     kDoorbellWakeFillDivisor bytes;
+//   kDoorbellIdle     it found nothing for kDoorbellIdleAfterTicks ticks and
+//                     sleeps in slices of kDoorbellIdleSliceNs; the producer
+//                     wakes it on the next frame, whatever the fill. Its
+//                     first futex wait after storing the value is still one
+//                     tick (the producer's unfenced check may miss the store
+//                     only that long).
+inline constexpr uint32_t kDoorbellAwake = 0;
+inline constexpr uint32_t kDoorbellNapping = 1;
+inline constexpr uint32_t kDoorbellIdle = 2;
 inline constexpr int64_t kDoorbellTickNs = 1'000'000;  // 1 ms
 inline constexpr uint64_t kDoorbellWakeFillDivisor = 4;
+inline constexpr int kDoorbellIdleAfterTicks = 8;            // ~8 ms of nothing
+inline constexpr int64_t kDoorbellIdleSliceNs = 100'000'000;  // 100 ms
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
@@ -99,7 +112,7 @@ struct alignas(128) ConsumerStatsLine {
 // after every frame, so it must not share a line with anything written
 // often; it only changes when the consumer goes to sleep or wakes.
 struct alignas(128) DoorbellLine {
-  A32 consumer_sleeping;  // futex word: 1 = consumer is (about to be) asleep
+  A32 consumer_sleeping;  // futex word: kDoorbellAwake / Napping / Idle (above)
   A32 consumer_pid;
 };
 

@@ -80,17 +80,31 @@ class RingConsumer {
 
   // Waits until the ring has unread bytes: spins briefly, then sleeps on the
   // futex doorbell for at most timeout_ns (< 0: forever; 0: spin only). True
-  // if data is there. The doorbell is coalesced (docs/ring.md): each futex
-  // sleep lasts at most the wake interval (1 ms by default), after which the
-  // ring is checked again; the producer wakes the consumer earlier only when
-  // the ring is a quarter full. So a frame is noticed within ~1 ms of being
-  // published even when the producer rings no bell.
+  // if data is there. The doorbell is coalesced (docs/ring.md): while the
+  // ring is busy each futex sleep lasts at most the wake interval (1 ms by
+  // default), after which the ring is checked again, and the producer wakes
+  // the consumer earlier only when the ring is a quarter full. After
+  // idle_after_ticks such sleeps found nothing (~8 ms) the consumer goes
+  // idle: the producer then wakes it on the next frame, and it sleeps in
+  // slices of the idle interval (100 ms), except for the first sleep, which
+  // is one wake interval. So a frame is noticed within ~1 ms of being
+  // published, and an idle consumer wakes ~10 times a second, not 1000.
   bool Wait(int64_t timeout_ns);
-  // Longest single futex sleep in Wait() (default 1 ms = the event-latency
-  // bound the doorbell adds). < 0: no limit, rely on the producer's
-  // fill-threshold wake alone (tests only: a ring that never fills to the
-  // threshold is then never noticed).
+  // Longest single futex sleep in Wait() while napping (default 1 ms = the
+  // event-latency bound the doorbell adds). < 0: no limit, rely on the
+  // producer's fill-threshold wake alone (tests only: a ring that never
+  // fills to the threshold is then never noticed); <= 0 also disables the
+  // idle state.
   void set_wake_interval_ns(int64_t ns);
+  // Consecutive empty wake intervals before the consumer goes idle (default
+  // 8). < 0: never idle (nap forever, as before the idle state).
+  void set_idle_after_ticks(int ticks);
+  // Longest single futex sleep in Wait() while idle (default 100 ms). < 0: no
+  // limit, rely on the producer's wake alone (tests).
+  void set_idle_interval_ns(int64_t ns);
+  // Long idle sleeps begun so far. Safe to call from another thread (tests
+  // use it to know the consumer is past its first, short, idle sleep).
+  uint64_t idle_sleeps() const;
 
   RingConsumerStats stats() const;
   RingGeometryInfo geometry() const;

@@ -15,6 +15,7 @@
 #include "frame_builder.h"
 #include "producer.h"
 #include "ring_layout.h"
+#include "ring_lock.h"
 #include "ring_test_util.h"
 
 namespace dsvmi {
@@ -475,6 +476,129 @@ TEST(Ring, FillThresholdWakesASleepingConsumer) {
   // It was not woken for the first frames: the ring had reached the threshold.
   const uint64_t record = ring::AlignUp(8 + ring::FrameRegionBound(4096), 64);
   EXPECT_GE(produced * record, kCap / ring::kDoorbellWakeFillDivisor);
+}
+
+// The doorbell word as the header shows it now (ring_inspect: a read-only
+// mapping of its own).
+uint32_t DoorbellWord(const std::string& path) {
+  RingSnapshot snap;
+  std::string err;
+  EXPECT_TRUE(InspectRing(path, &snap, &err)) << err;
+  return snap.consumer_sleeping;
+}
+
+// The idle state: a consumer that found nothing for a few ticks stores
+// kDoorbellIdle, and the producer must wake it on the very next frame,
+// however empty the ring. The idle slices are unbounded here, so only that
+// wake (or the one short tick right after the consumer went idle) can end
+// its Wait; and the producer sees the word, so it wakes exactly once.
+TEST(Ring, IdleConsumerIsWokenByTheNextFrame) {
+  TempRingPath path;
+  auto c = CreateRing(path.path(), 1 << 20);
+  std::string err;
+  auto p = ring::RingProducer::Open(path.path(), &err);
+  ASSERT_TRUE(p) << err;
+  c->set_idle_after_ticks(2);
+  c->set_idle_interval_ns(-1);
+  std::thread consumer([&] { EXPECT_TRUE(c->Wait(-1)); });
+  while (DoorbellWord(path.path()) != ring::kDoorbellIdle) std::this_thread::yield();
+  ASSERT_TRUE(p->Produce(DSVMI_FRAME_FLUSH, 0, 0, nullptr, 0, 0));
+  consumer.join();
+  EXPECT_EQ(p->doorbell_wakes(), 1u);
+  EXPECT_EQ(DoorbellWord(path.path()), ring::kDoorbellAwake);
+  FrameView v;
+  ASSERT_EQ(c->Dequeue(&v, 1), 1u);
+  EXPECT_EQ(v.seq, 0u);
+  EXPECT_EQ(v.kind, FrameKind::kFlush);
+}
+
+// Many idle -> busy transitions, idle slices unbounded. Even rounds produce
+// only once the consumer has begun a long idle sleep (idle_sleeps() moved):
+// then nothing but the producer's wake can end it, so a lost wake hangs
+// (ctest fails it). Odd rounds produce as soon as the word says idle, i.e.
+// usually during the first, short, tick: the race the short tick covers.
+TEST(Ring, IdleConsumerIsWokenEveryTime) {
+  TempRingPath path;
+  auto c = CreateRing(path.path(), 1 << 20);
+  std::string err;
+  auto p = ring::RingProducer::Open(path.path(), &err);
+  ASSERT_TRUE(p) << err;
+  c->set_idle_after_ticks(1);
+  c->set_idle_interval_ns(-1);
+  constexpr int kRounds = 400;
+  std::atomic<int> consumed{0};
+  std::atomic<uint64_t> sleeps_before{0};  // idle_sleeps() when the round began
+  std::thread consumer([&] {
+    FrameView v;
+    for (int i = 0; i < kRounds; i++) {
+      while (c->Dequeue(&v, 1) == 0) c->Wait(-1);
+      EXPECT_EQ(v.seq, static_cast<uint64_t>(i));
+      c->Release(v);
+      sleeps_before.store(c->idle_sleeps(), std::memory_order_relaxed);
+      consumed.store(i + 1, std::memory_order_release);
+    }
+  });
+  for (int i = 0; i < kRounds; i++) {
+    while (consumed.load(std::memory_order_acquire) < i) std::this_thread::yield();
+    if (i % 2 == 0) {
+      const uint64_t before = sleeps_before.load(std::memory_order_relaxed);
+      while (c->idle_sleeps() == before) std::this_thread::yield();
+    } else {
+      while (DoorbellWord(path.path()) != ring::kDoorbellIdle) std::this_thread::yield();
+    }
+    ASSERT_TRUE(p->Produce(DSVMI_FRAME_FLUSH, 0, 0, nullptr, 0, 0));
+  }
+  consumer.join();
+  EXPECT_GE(c->idle_sleeps(), static_cast<uint64_t>(kRounds / 2));
+  // One wake per round at most; the even rounds all needed theirs.
+  EXPECT_LE(p->doorbell_wakes(), static_cast<uint64_t>(kRounds));
+  EXPECT_GE(p->doorbell_wakes(), static_cast<uint64_t>(kRounds / 2));
+}
+
+// No producer attached yet (the engine starts before QEMU): the consumer
+// still goes idle, and a producer that attaches while it sleeps wakes it.
+TEST(Ring, IdleConsumerIsWokenByAProducerThatAttachesLater) {
+  TempRingPath path;
+  auto c = CreateRing(path.path(), 1 << 20);
+  c->set_idle_after_ticks(0);
+  c->set_idle_interval_ns(-1);
+  std::thread consumer([&] { EXPECT_TRUE(c->Wait(-1)); });
+  while (c->idle_sleeps() == 0) std::this_thread::yield();
+  std::string err;
+  auto p = ring::RingProducer::Open(path.path(), &err);
+  ASSERT_TRUE(p) << err;
+  ASSERT_TRUE(p->Produce(DSVMI_FRAME_FLUSH, 0, 0, nullptr, 0, 0));
+  consumer.join();
+  EXPECT_EQ(p->doorbell_wakes(), 1u);
+}
+
+// A producer from before the idle state (an older libdsvmi-producer.so that
+// QEMU still has loaded) holds the producer lock but not the idle-wake lock,
+// and would leave an idle consumer asleep for a whole slice: beside it the
+// consumer only naps, i.e. keeps the 1 ms tick. Simulated with the bare
+// producer lock.
+TEST(Ring, ConsumerOnlyNapsBesideAProducerWithoutTheIdleWake) {
+  TempRingPath path;
+  auto c = CreateRing(path.path(), 1 << 20);
+  c->set_idle_after_ticks(0);
+  const int fd = open(path.path().c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::string err;
+  ASSERT_TRUE(ring::TryLockRole(fd, ring::Role::kProducer, &err)) << err;
+  EXPECT_FALSE(c->Wait(20'000'000));
+  EXPECT_EQ(c->idle_sleeps(), 0u);
+  EXPECT_EQ(DoorbellWord(path.path()), ring::kDoorbellAwake);
+  // The same answer through a third, lock-less open file; then the real
+  // producer, which advertises the idle wake.
+  const int observer = open(path.path().c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(observer, 0);
+  EXPECT_FALSE(ring::ProducerWakesIdle(observer));
+  close(fd);
+  EXPECT_TRUE(ring::ProducerWakesIdle(observer)) << "no producer at all";
+  auto p = ring::RingProducer::Open(path.path(), &err);
+  ASSERT_TRUE(p) << err;
+  EXPECT_TRUE(ring::ProducerWakesIdle(observer));
+  close(observer);
 }
 
 TEST(FrameDecoder, RejectsGarbageWithAReason) {
