@@ -22,9 +22,12 @@ Repetitions are interleaved (each repetition runs every mode, in a rotated
 order) and each mode is reported as the median of its per-repetition ratio
 to `none` from the same repetition, with a bootstrap 95% confidence interval
 of that median and the min..max of the ratios: absolute numbers on a shared
-2-core machine drift, ratios taken close together much less. qemu-img runs
+2-core machine drift, ratios taken close together much less. With O_DIRECT
+and null-co (qemu-img does everything in its one main thread) qemu-img runs
 on CPU 0 and the consumer on CPU 1 (--no-pin to let the scheduler place
 them): unpinned, migrations alone spread the per-repetition ratios to ±15%.
+The writeback configs are never pinned: their I/O runs in qemu-img's
+thread pool, which pinning would squeeze onto the main thread's CPU.
 The null-co rows also give the cost each mode adds per request in ns: that
 is the filter's own CPU price, free of disk noise. Prints Markdown tables.
 """
@@ -129,8 +132,8 @@ class Bench:
             opts += f",gate={self.gates[mode]}"
         return opts
 
-    def pinned(self, cpu):
-        if not self.args.pin:
+    def pinned(self, cpu, aio):
+        if not self.args.pin or aio == "threads":
             return None
         return lambda: os.sched_setaffinity(0, {cpu})
 
@@ -142,7 +145,7 @@ class Bench:
             drain = subprocess.Popen([str(self.tool), "ring-drain", str(self.rings[mode])] +
                                      (["--spin"] if self.args.spin else []),
                                      env=self.env, stdout=subprocess.PIPE, text=True,
-                                     preexec_fn=self.pinned(CONSUMER_CPU))
+                                     preexec_fn=self.pinned(CONSUMER_CPU, aio))
             if drain.stdout.readline().strip() != '{"ready": true}':
                 die("ring-drain did not start")
         argv = [self.qemu_img, "bench", "-w", "-c", count, "-d", 32, "-s", size,
@@ -152,7 +155,7 @@ class Bench:
         with tempfile.TemporaryFile(mode="w+") as errf:
             proc = subprocess.Popen([str(a) for a in argv], env=self.env,
                                     stdout=subprocess.PIPE, stderr=errf, text=True,
-                                    preexec_fn=self.pinned(QEMU_CPU))
+                                    preexec_fn=self.pinned(QEMU_CPU, aio))
             out = proc.stdout.read()
             _, status, ru = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -202,7 +205,8 @@ class Bench:
 
     def report(self, rows):
         a = self.args
-        pin = (f"qemu-img pinned to CPU {QEMU_CPU}, consumer to CPU {CONSUMER_CPU}" if a.pin
+        pin = (f"qemu-img pinned to CPU {QEMU_CPU}, consumer to CPU {CONSUMER_CPU} (not in "
+               f"the writeback configs, whose I/O runs in qemu-img's thread pool)" if a.pin
                else "not pinned")
         print(f"`qemu-img bench -w -d 32`, {a.size_mib} MiB raw image (or null-co of that size), "
               f"{a.reps} interleaved repetitions of ~{a.seconds} s per mode, {pin}; metadata "
