@@ -98,7 +98,8 @@ int cmd_capture(int argc, char** argv) {
     return 2;
   }
 
-  // No SA_RESTART: a signal interrupts the doorbell sleep at once.
+  // No SA_RESTART: a signal ends the current futex sleep, but Wait() sleeps on
+  // until its deadline, so the loop below sees the flag within its 100 ms bound.
   struct sigaction sa = {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
