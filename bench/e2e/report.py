@@ -123,7 +123,7 @@ def write(results, out):
         lines.append("|---|---|---|---|")
         for binary, data in micro.items():
             if "skipped" in data:
-                lines.append(f"| {binary} | skipped: {data['skipped'][:100]} | | |")
+                lines.append(f"| {binary} | skipped: {' '.join(data['skipped'].split())[:100]} | | |")
                 continue
             if "error" in data:
                 lines.append(f"| {binary} | error: {data['error'][:80]} | | |")

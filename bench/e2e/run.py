@@ -471,7 +471,9 @@ def run_micro(args):
             out[b.name] = {"error": p.stderr[-2000:]}
             continue
         if not p.stdout.strip():  # registered nothing (bench_crawl without DSVMI_CRAWL_IMAGES)
-            out[b.name] = {"skipped": p.stderr.strip()[-300:] or "no benchmarks registered"}
+            # One line: the reason goes into a Markdown table cell.
+            why = " ".join(p.stderr.split())[-300:]
+            out[b.name] = {"skipped": why or "no benchmarks registered"}
             continue
         try:
             out[b.name] = json.loads(p.stdout)
