@@ -3,6 +3,7 @@
 #pragma once
 
 #include "../common/shell.h"
+#include "../common/temp_dir.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -19,19 +20,6 @@ using shell::quote;
 using shell::run;
 
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/dsvmi-crawl-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 struct RecordedRun {
   BlockKind kind;

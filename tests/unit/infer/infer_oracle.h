@@ -5,6 +5,7 @@
 #pragma once
 
 #include "../common/shell.h"
+#include "../common/temp_dir.h"
 
 #include <sys/wait.h>
 
@@ -45,20 +46,6 @@ inline void write_file(const std::string& path, const std::string& data) {
   f.write(data.data(), static_cast<std::streamsize>(data.size()));
 }
 
-// A scratch directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/dsvmi-infer-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Crawls `image` into an index at `index_path` and opens it (the engine's
 // starting point in these tests).

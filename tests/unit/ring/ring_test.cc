@@ -438,6 +438,15 @@ TEST(Ring, DoorbellWakesASleepingConsumerEveryTime) {
   consumer.join();
 }
 
+// The doorbell word as the header shows it now (ring_inspect: a read-only
+// mapping of its own).
+uint32_t DoorbellWord(const std::string& path) {
+  RingSnapshot snap;
+  std::string err;
+  EXPECT_TRUE(InspectRing(path, &snap, &err)) << err;
+  return snap.consumer_sleeping;
+}
+
 // The coalesced doorbell's early wake: with the consumer's tick disabled
 // (it sleeps until woken), frames below the fill threshold leave it asleep
 // and the producer must wake it once the ring is a quarter full. A lost
@@ -457,12 +466,7 @@ TEST(Ring, FillThresholdWakesASleepingConsumer) {
     woke.store(true, std::memory_order_release);
   });
   // Until the consumer is really asleep (its flag is up).
-  for (;;) {
-    RingSnapshot snap;
-    ASSERT_TRUE(InspectRing(path.path(), &snap, &err)) << err;
-    if (snap.consumer_sleeping) break;
-    std::this_thread::yield();
-  }
+  while (DoorbellWord(path.path()) == ring::kDoorbellAwake) std::this_thread::yield();
   std::vector<uint8_t> payload(4096, 7);
   struct iovec iov = {payload.data(), payload.size()};
   uint64_t produced = 0;
@@ -476,15 +480,6 @@ TEST(Ring, FillThresholdWakesASleepingConsumer) {
   // It was not woken for the first frames: the ring had reached the threshold.
   const uint64_t record = ring::AlignUp(8 + ring::FrameRegionBound(4096), 64);
   EXPECT_GE(produced * record, kCap / ring::kDoorbellWakeFillDivisor);
-}
-
-// The doorbell word as the header shows it now (ring_inspect: a read-only
-// mapping of its own).
-uint32_t DoorbellWord(const std::string& path) {
-  RingSnapshot snap;
-  std::string err;
-  EXPECT_TRUE(InspectRing(path, &snap, &err)) << err;
-  return snap.consumer_sleeping;
 }
 
 // The idle state: a consumer that found nothing for a few ticks stores
