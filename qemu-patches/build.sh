@@ -50,26 +50,23 @@ log() { printf 'qemu-patches/build.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # --- Debian source package (cached) -------------------------------------
-ensure_deb_src() {
-  if grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    return
-  fi
-  local main=/etc/apt/sources.list.d/debian.sources
-  [ -f "$main" ] || die "no deb-src entry and no $main to derive one from"
-  log "adding a deb-src entry (same URIs/Suites/Components/Signed-By as $main)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  sed 's/^Types:.*/Types: deb-src/' "$main" | $sudo tee /etc/apt/sources.list.d/dsvmi-deb-src.sources >/dev/null
-  $sudo apt-get update -qq
-}
+# shellcheck source=../scripts/lib/apt-source.sh
+. "$ROOT/scripts/lib/apt-source.sh"
 
-find_dsc() { ls -1 "$CACHE"/src/qemu_*.dsc 2>/dev/null | sort -V | tail -1; }
+find_dsc() {
+  local dscs=()
+  shopt -s nullglob
+  dscs=("$CACHE"/src/qemu_*.dsc)
+  shopt -u nullglob
+  ((${#dscs[@]})) || return 0
+  printf '%s\n' "${dscs[@]}" | sort -V | tail -1
+}
 DSC=$(find_dsc)
 if [ -z "$DSC" ]; then
-  ensure_deb_src
+  apt_source_ensure_deb_src || die "no deb-src entry for apt-get source"
   log "downloading the qemu source package into $CACHE/src"
-  (cd "$CACHE/src" && apt-get source --download-only qemu >&2) ||
-    die "apt-get source --download-only qemu failed"
+  apt_source_download qemu "$CACHE/src" "$CACHE/src/download.log" >/dev/null ||
+    die "could not download the qemu source package (log: $CACHE/src/download.log)"
   DSC=$(find_dsc)
   [ -n "$DSC" ] || die "no qemu_*.dsc after download"
 fi
