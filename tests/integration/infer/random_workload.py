@@ -133,14 +133,14 @@ class Workload:
             if e:
                 self.emit(f"rm {e[0]}")
                 del e[2].children[e[3]]
-        elif r < 0.50:
+        elif r < 0.47:
             e = self.pick(("dir",))
             if e:
                 self.emit(f"rm -r {e[0]}")
                 del e[2].children[e[3]]
-        elif r < 0.68:
+        elif r < 0.67:
             self.rename()
-        elif r < 0.76:
+        elif r < 0.75:
             f = self.pick(("file",))
             if f:
                 dpath, dnode = self.rng.choice(self.dirs())
@@ -148,10 +148,10 @@ class Workload:
                 if name:
                     self.emit(f"ln {f[0]} {dpath}/{name}")
                     dnode.children[name] = f[1]
-        elif r < 0.80:
+        elif r < 0.79:
             target = LONG_TARGET if self.rng.random() < 0.3 else f"/nonexistent/{self.rng.randint(0, 99)}"
             self.new_entry(lambda p: f"ln -s {target} {p}", "symlink")
-        elif r < 0.88:
+        elif r < 0.90:
             self.swap()
         else:
             self.reuse_burst()
