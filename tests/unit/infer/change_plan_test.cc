@@ -589,5 +589,58 @@ TEST(ChangePlan, RandomBatchesReplayToTheNewTree) {
   EXPECT_GT(events, 2u * seeds);
 }
 
+// The disk is the guest's: directory entries naming free inodes, a
+// directory in two places or inside itself, names that the tree does not
+// have, duplicates. The plan must still end, apply every operation once and
+// keep the tree consistent enough to walk.
+TEST(ChangePlan, HostileBatchesTerminate) {
+  uint64_t forced = 0;
+  for (uint32_t seed = 1; seed <= 500; seed++) {
+    std::mt19937 rng(seed);
+    auto pick = [&](uint64_t n) { return rng() % n; };
+    const char* names[] = {"a", "b", "c"};
+    auto random_type = [&]() { return pick(3) ? FileType::Directory : FileType::Regular; };
+    Sim empty;
+    MemTree tree(empty);
+    for (int i = 0; i < 20; i++) {
+      tree.add_entry(pick(2) ? kRoot : kFirstIno + pick(8),
+                     DirEntry{kFirstIno + pick(8), random_type(), names[pick(3)]});
+    }
+    ChangePlan plan;
+    size_t ops_bound = 0;
+    for (uint64_t ino = kRoot; ino < kFirstIno + 8; ino++) {
+      if (ino > kRoot && ino < kFirstIno) continue;
+      if (pick(3) == 0) continue;
+      InodeChange c;
+      if (pick(4)) {
+        c.old = Inode{};
+        c.old->ino = ino;
+        c.old->type = random_type();
+      }
+      if (pick(4)) {
+        c.now = Inode{};
+        c.now->ino = ino;
+        c.now->type = random_type();
+      }
+      c.new_incarnation = pick(3) == 0;
+      for (int k = 0; k < 4; k++) {
+        const char* n = names[pick(3)];
+        c.old_entries[n] = DirEntry{kFirstIno + pick(8), random_type(), n};
+        c.now_entries.push_back(DirEntry{pick(5) ? kFirstIno + pick(8) : kRoot, random_type(), names[pick(3)]});
+      }
+      ops_bound += c.old_entries.size() + c.now_entries.size();
+      plan.add(ino, std::move(c));
+    }
+    plan.build();
+    std::vector<NameEvent> events;
+    plan.apply(tree, &events);
+    // One event per operation, plus at most one temporary rename each.
+    EXPECT_LE(events.size(), 2 * ops_bound) << "seed " << seed;
+    forced += plan.forced();
+    for (const NameEvent& e : events) EXPECT_LT(e.path.size(), 4096u) << "seed " << seed;
+  }
+  EXPECT_GT(forced, 0u);  // the generator does reach the no-valid-order case
+}
+
 }  // namespace
 }  // namespace dsvmi::infer
