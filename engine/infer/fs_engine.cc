@@ -46,12 +46,6 @@ bool same_extents(const std::vector<Extent>& a, const std::vector<Extent>& b) {
   return true;
 }
 
-EventKind create_kind(FileType t) {
-  if (t == FileType::Directory) return EventKind::Mkdir;
-  if (t == FileType::Symlink) return EventKind::Symlink;
-  return EventKind::Create;
-}
-
 Inode without_extents(const Inode& n) {
   Inode c = n;
   c.extents.clear();
@@ -550,22 +544,6 @@ void FsEngine::decode(const std::set<uint64_t>& inos) {
 // ---------------------------------------------------------------------------
 // Consistency points
 
-struct FsEngine::Op {
-  enum Type { Remove, Add, Rename };
-  Op(Type t, EventKind k, uint64_t i, FileType ft, uint64_t d, std::string n)
-      : type(t), kind(k), ino(i), ftype(ft), dir(d), name(std::move(n)) {}
-  Type type;
-  EventKind kind;
-  uint64_t ino;
-  FileType ftype;
-  uint64_t dir;  // Remove: the directory; Add/Rename: the target directory
-  std::string name;
-  uint64_t from_dir = 0;
-  std::string from_name;
-  uint64_t replaced = 0;
-  bool done = false;
-};
-
 void FsEngine::consistency_point(const FrameView& f) {
   ctx_.stats.consistency_points++;
   if (dirty_.empty()) {
@@ -606,41 +584,19 @@ void FsEngine::consistency_point(const FrameView& f) {
                ((state_.generation_known(ino) && c.old->generation != c.now->generation) || c.old->type != c.now->type);
     changes.emplace(ino, std::move(c));
   }
-  auto is_reused = [&](uint64_t ino) {
-    auto it = changes.find(ino);
-    return it != changes.end() && it->second.reused;
-  };
-
-  // Directory entry diffs.
-  struct Name {
-    uint64_t dir;
-    std::string name;
-    DirEntry entry;
-  };
-  std::vector<Name> removed, added;
+  // Name changes, ordered so that each event applies to the tree the ones
+  // before it left (change_plan.h, docs/events.md).
+  ChangePlan plan;
   for (auto& [ino, c] : changes) {
-    const bool old_dir = c.old && c.old->type == FileType::Directory;
-    const bool new_dir = c.now && c.now->type == FileType::Directory;
-    std::map<std::string, DirEntry> now_entries;
-    if (new_dir) {
-      for (const DirEntry& e : decoded_.entries[ino]) now_entries.emplace(e.name, e);
-    }
-    std::map<std::string, DirEntry> empty;
-    const std::map<std::string, DirEntry>& old_entries = (old_dir && !c.reused) ? state_.entries(ino) : empty;
-    const std::map<std::string, DirEntry>& old_all = old_dir ? state_.entries(ino) : empty;
-    if (!new_dir || c.reused) {
-      for (const auto& [name, e] : old_all) removed.push_back({ino, name, e});
-    }
-    if (!new_dir) continue;
-    for (const auto& [name, e] : old_entries) {
-      auto n = now_entries.find(name);
-      if (n == now_entries.end() || n->second.ino != e.ino || is_reused(e.ino)) removed.push_back({ino, name, e});
-    }
-    for (const auto& [name, e] : now_entries) {
-      auto o = old_entries.find(name);
-      if (o == old_entries.end() || o->second.ino != e.ino || is_reused(e.ino)) added.push_back({ino, name, e});
-    }
+    InodeChange ic;
+    if (c.old) ic.old = without_extents(*c.old);
+    if (c.now) ic.now = without_extents(*c.now);
+    ic.new_incarnation = c.reused;
+    if (c.old && c.old->type == FileType::Directory) ic.old_entries = state_.entries(ino);
+    if (c.now && c.now->type == FileType::Directory) ic.now_entries = std::move(decoded_.entries[ino]);
+    plan.add(ino, std::move(ic));
   }
+  plan.build();
 
   // New attributes go in first (paths need only names); freed inodes stay
   // until their names are gone.
@@ -651,174 +607,42 @@ void FsEngine::consistency_point(const FrameView& f) {
     }
   }
 
-  // Name operations.
-  std::vector<Op> ops;
-  {
-    std::map<uint64_t, std::vector<const Name*>> r_by, a_by;
-    for (const Name& n : removed) r_by[n.entry.ino].push_back(&n);
-    for (const Name& n : added) a_by[n.entry.ino].push_back(&n);
-    std::set<uint64_t> all;
-    for (auto& [i, v] : r_by) all.insert(i);
-    for (auto& [i, v] : a_by) all.insert(i);
-    std::map<std::pair<uint64_t, std::string>, uint64_t> removed_at;
-    for (const Name& n : removed) removed_at[{n.dir, n.name}] = n.entry.ino;
-    for (uint64_t i : all) {
-      auto& R = r_by[i];
-      auto& A = a_by[i];
-      auto cit = changes.find(i);
-      const Change* c = cit == changes.end() ? nullptr : &cit->second;
-      const bool allocated = c && c->now && (!c->old || c->reused);
-      const bool freed = c && c->old && (!c->now || c->reused);
-      auto add_removes = [&](const std::vector<const Name*>& list, bool last_frees) {
-        for (size_t k = 0; k < list.size(); k++) {
-          Op op{Op::Remove, EventKind::Unlink, i, list[k]->entry.type, list[k]->dir, list[k]->name};
-          if (last_frees && k + 1 == list.size()) {
-            op.kind = (c->old->type == FileType::Directory) ? EventKind::Rmdir : EventKind::Delete;
-          }
-          ops.push_back(std::move(op));
-        }
-      };
-      if (allocated || freed) {
-        if (freed) add_removes(R, true);
-        if (allocated) {
-          for (size_t k = 0; k < A.size(); k++) {
-            Op op{Op::Add, k == 0 ? create_kind(c->now->type) : EventKind::Link, i, A[k]->entry.type, A[k]->dir,
-                  A[k]->name};
-            ops.push_back(std::move(op));
-          }
-        }
-        continue;
-      }
-      size_t pairs = std::min(R.size(), A.size());
-      for (size_t k = 0; k < pairs; k++) {
-        Op op{Op::Rename, EventKind::Rename, i, A[k]->entry.type, A[k]->dir, A[k]->name};
-        op.from_dir = R[k]->dir;
-        op.from_name = R[k]->name;
-        auto rep = removed_at.find({A[k]->dir, A[k]->name});
-        if (rep != removed_at.end() && rep->second != i) op.replaced = rep->second;
-        ops.push_back(std::move(op));
-      }
-      for (size_t k = pairs; k < A.size(); k++) {
-        ops.push_back(Op{Op::Add, EventKind::Link, i, A[k]->entry.type, A[k]->dir, A[k]->name});
-      }
-      for (size_t k = pairs; k < R.size(); k++) {
-        ops.push_back(Op{Op::Remove, EventKind::Unlink, i, R[k]->entry.type, R[k]->dir, R[k]->name});
-      }
-    }
-  }
-
-  auto reachable = [&](uint64_t dir) {
-    std::string p;
-    const Inode* d = state_.inode(dir);
-    return d != nullptr && d->type == FileType::Directory && state_.path(dir, &p);
-  };
-  auto inside = [&](uint64_t dir, uint64_t ancestor) {  // dir == ancestor or below it
-    uint64_t cur = dir;
-    for (int depth = 0; depth < kMaxPathDepth; depth++) {
-      if (cur == ancestor) return true;
-      if (cur == state_.root()) return false;
-      const auto& l = state_.links(cur);
-      if (l.empty()) return false;
-      cur = l.front().parent;
-    }
-    return true;
-  };
-  auto applicable = [&](const Op& op) {
-    switch (op.type) {
-      case Op::Remove: {
-        const DirEntry* e = state_.find(op.dir, op.name);
-        if (e == nullptr || e->ino != op.ino) return false;
-        if (op.kind == EventKind::Rmdir && !state_.entries(op.ino).empty()) return false;
-        return true;
-      }
-      case Op::Add:
-        return state_.find(op.dir, op.name) == nullptr && reachable(op.dir);
-      case Op::Rename: {
-        const DirEntry* e = state_.find(op.from_dir, op.from_name);
-        if (e == nullptr || e->ino != op.ino) return false;
-        if (state_.find(op.dir, op.name) != nullptr || !reachable(op.dir)) return false;
-        return op.ftype != FileType::Directory || !inside(op.dir, op.ino);
-      }
-    }
-    return false;
-  };
-  auto apply = [&](Op& op) {
-    op.done = true;
-    Event e = base_event(f, op.kind, op.ino);
-    switch (op.type) {
-      case Op::Remove: {
-        e.path = name_path(op.dir, op.name);
-        auto c = changes.find(op.ino);
-        if (c != changes.end() && c->second.old && (op.kind == EventKind::Delete || op.kind == EventKind::Rmdir)) {
-          e.has_attrs = true;
-          e.attrs = without_extents(*c->second.old);
-        }
-        if (const DirEntry* d = state_.find(op.dir, op.name); d != nullptr && d->ino == op.ino) {
-          state_.remove_entry(op.dir, op.name);
-        }
-        break;
-      }
-      case Op::Add:
-        if (state_.find(op.dir, op.name) != nullptr) state_.remove_entry(op.dir, op.name);
-        state_.add_entry(op.dir, DirEntry{op.ino, op.ftype, op.name});
-        e.path = name_path(op.dir, op.name);
-        break;
-      case Op::Rename:
-        e.old_path = name_path(op.from_dir, op.from_name);
-        e.replaced_ino = op.replaced;
-        if (const DirEntry* d = state_.find(op.from_dir, op.from_name); d != nullptr && d->ino == op.ino) {
-          state_.remove_entry(op.from_dir, op.from_name);
-        }
-        if (state_.find(op.dir, op.name) != nullptr) state_.remove_entry(op.dir, op.name);
-        state_.add_entry(op.dir, DirEntry{op.ino, op.ftype, op.name});
-        e.path = name_path(op.dir, op.name);
-        break;
-    }
-    if (!e.has_attrs) {
-      if (const Inode* n = state_.inode(op.ino)) {
-        e.has_attrs = true;
-        e.attrs = without_extents(*n);
-      }
-    }
-    watched_cache_.erase(op.ino);
-    emit(std::move(e));
-  };
   // Which files were watched under their old names (see below).
+  auto fresh = [&](uint64_t ino) {
+    auto c = changes.find(ino);
+    return c != changes.end() && c->second.now && (!c->second.old || c->second.reused);
+  };
   std::map<uint64_t, bool> watched_before;
-  for (const Op& op : ops) {
-    auto c = changes.find(op.ino);
-    const bool fresh = c != changes.end() && c->second.now && (!c->second.old || c->second.reused);
-    if (!fresh && !watched_before.count(op.ino)) watched_before[op.ino] = watched(op.ino);
+  for (uint64_t ino : plan.renamed_inodes()) {
+    if (!fresh(ino)) watched_before[ino] = watched(ino);
   }
-  size_t remaining = ops.size();
-  while (remaining > 0) {
-    bool progress = false;
-    for (int pass = 0; pass < 3; pass++) {
-      const Op::Type type = pass == 0 ? Op::Remove : pass == 1 ? Op::Rename : Op::Add;
-      for (Op& op : ops) {
-        if (op.done || op.type != type || !applicable(op)) continue;
-        apply(op);
-        remaining--;
-        progress = true;
-      }
+  std::vector<NameEvent> named;
+  plan.apply(state_, &named);
+  ctx_.stats.forced_ops += plan.forced();
+  for (NameEvent& n : named) {
+    Event e = base_event(f, n.kind, n.ino);
+    e.path = std::move(n.path);
+    e.old_path = std::move(n.old_path);
+    e.replaced_ino = n.replaced_ino;
+    auto c = changes.find(n.ino);
+    const Inode* attrs = nullptr;
+    if (n.old_incarnation) {
+      if (c != changes.end() && c->second.old) attrs = &*c->second.old;
+    } else {
+      attrs = state_.inode(n.ino);
     }
-    if (progress) continue;
-    // No consistent order exists (e.g. two names swapped in one batch):
-    // apply the first remaining op as is, so nothing is lost.
-    for (Op& op : ops) {
-      if (op.done) continue;
-      ctx_.stats.forced_ops++;
-      apply(op);
-      remaining--;
-      break;
+    if (attrs != nullptr) {
+      e.has_attrs = true;
+      e.attrs = without_extents(*attrs);
     }
+    watched_cache_.erase(n.ino);
+    emit(std::move(e));
   }
 
   // A name change can make a file (un)watched: its existing data blocks
   // follow in the gate (new ones are handled with block ownership below).
   if (ctx_.options.gate != nullptr && ctx_.options.policy.kind == GatePolicyKind::MetadataAndGlobs) {
-    std::set<uint64_t> renamed;
-    for (const Op& op : ops) renamed.insert(op.ino);
+    const std::set<uint64_t>& renamed = plan.renamed_inodes();
     const uint32_t bs = info_.block_size;
     std::vector<uint8_t> block(bs);
     for (uint64_t ino : renamed) {

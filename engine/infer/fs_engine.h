@@ -85,7 +85,6 @@ class FsEngine {
   Status add_gate_grains(Gate& gate, PolicyApplyResult* result);
 
  private:
-  struct Op;
   BlockKind data_kind(const Inode& n) const;
   bool watched(uint64_t ino);
   void journal_block(const FrameView& f, uint64_t position, const uint8_t* block);

@@ -104,6 +104,13 @@ void FsState::remove_entry(uint64_t dir, const std::string& name) {
           l.end());
 }
 
+bool FsState::parent(uint64_t ino, uint64_t* dir) {
+  const std::vector<Link>& l = links(ino);
+  if (l.empty()) return false;
+  *dir = l.front().parent;
+  return true;
+}
+
 bool FsState::path(uint64_t ino, std::string* out) {
   if (ino == root_) {
     out->assign(1, '/');

@@ -12,16 +12,17 @@
 #include <unordered_set>
 #include <vector>
 
+#include "change_plan.h"
 #include "dsvmi/fs_model.h"
 #include "dsvmi/index.h"
 
 namespace dsvmi::infer {
 
-class FsState {
+class FsState : public NameTree {
  public:
   FsState(const FsIndex& base, uint64_t root_ino) : base_(base), root_(root_ino) {}
 
-  uint64_t root() const { return root_; }
+  uint64_t root() const override { return root_; }
   // The inode's attributes, or nullptr when the inode is free.
   const Inode* inode(uint64_t ino);
   void set_inode(const Inode& inode);
@@ -36,9 +37,10 @@ class FsState {
   // Entries of a directory (not "." / ".."), by name.
   const std::map<std::string, DirEntry>& entries(uint64_t dir);
   // Adds/removes one name, keeping the inode's link list in step.
-  void add_entry(uint64_t dir, const DirEntry& entry);
-  void remove_entry(uint64_t dir, const std::string& name);
-  const DirEntry* find(uint64_t dir, const std::string& name);
+  void add_entry(uint64_t dir, const DirEntry& entry) override;
+  void remove_entry(uint64_t dir, const std::string& name) override;
+  const DirEntry* find(uint64_t dir, const std::string& name) override;
+  bool has_entries(uint64_t dir) override { return !entries(dir).empty(); }
 
   // Entries of a directory without materializing it (the overlay's if it was
   // touched, else the index's): for whole-tree walks.
@@ -48,7 +50,8 @@ class FsState {
   const std::vector<Link>& links(uint64_t ino);
   // Full path through the first name of each ancestor; false if the inode
   // is not reachable from the root (orphan, cycle, depth bound).
-  bool path(uint64_t ino, std::string* out);
+  bool path(uint64_t ino, std::string* out) override;
+  bool parent(uint64_t ino, uint64_t* dir) override;
 
   size_t materialized_inodes() const { return inodes_.size(); }
 

@@ -134,11 +134,21 @@ def apply_events(tree, events):
         if a["type"] == "symlink":
             e["target"] = a.get("target", "")
 
+    def parent_missing(p):
+        d = p.rsplit("/", 1)[0] or "/"
+        return d not in t or t[d]["type"] != "dir"
+
     for ev in events:
         k, p = ev["event"], ev.get("path")
+        if k in ("create", "mkdir", "symlink", "link", "rename") and parent_missing(p):
+            return t, f"{k} into a missing directory: {p}"
         if k in ("create", "mkdir", "symlink"):
             if p in t:
                 return t, f"{k} over existing {p}"
+            # A new file at a reused number: the old one's names went first.
+            old = [q for q, e in t.items() if e["ino"] == ev["ino"]]
+            if old:
+                return t, f"{k} of inode {ev['ino']} at {p} while it is still {old[0]}"
             a = ev["attrs"]
             e = {"ino": ev["ino"], "type": {"file": "file", "dir": "dir", "symlink": "symlink"}.get(a["type"], "other")}
             attrs(e, ev)
@@ -156,15 +166,23 @@ def apply_events(tree, events):
         elif k in ("unlink", "delete", "rmdir"):
             if p not in t:
                 return t, f"{k} of missing {p}"
+            if t[p]["ino"] != ev["ino"]:
+                return t, f"{k} of {p}: inode {ev['ino']}, but the tree has {t[p]['ino']} there"
             if k == "rmdir" and any(q.startswith(p + "/") for q in t):
                 return t, f"rmdir of non-empty {p}"
             del t[p]
+            if k in ("delete", "rmdir") and any(e["ino"] == ev["ino"] for e in t.values()):
+                return t, f"{k} of {p}: inode {ev['ino']} still has a name"
         elif k == "rename":
             o = ev["old_path"]
             if o not in t:
                 return t, f"rename of missing {o}"
             if p in t:
                 return t, f"rename over existing {p} without a delete first"
+            if t[o]["ino"] != ev["ino"]:
+                return t, f"rename of {o}: inode {ev['ino']}, but the tree has {t[o]['ino']} there"
+            if p.startswith(o + "/"):
+                return t, f"rename of {o} below itself: {p}"
             moved = {p + q[len(o):]: e for q, e in t.items() if q == o or q.startswith(o + "/")}
             for q in [q for q in t if q == o or q.startswith(o + "/")]:
                 del t[q]

@@ -22,13 +22,9 @@ usage: test_infer_guest.py --build-dir BUILD --mode full|low
 """
 
 import argparse
-import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +32,7 @@ sys.path.insert(0, str(HERE.parent / "lib"))
 sys.path.insert(0, str(HERE))
 import guest  # noqa: E402
 import infer_oracle as oracle  # noqa: E402
+import infer_run  # noqa: E402
 
 LONG_TARGET = "/a/symlink/target/that/is/certainly/longer/than/sixty/bytes/so/it/gets/a/block"
 WATCH = "/logs/**"
@@ -105,14 +102,6 @@ sync
 """
 
 
-def run_engine_on_trace(env, trace, index, original, work):
-    events, state = work / "events.jsonl", work / "state.jsonl"
-    r = guest.run([env.dsvmi(), "run", "--trace", trace, "--index", index, "--disk", original,
-                   "--events", events, "--data", "--state", "--stats", "--pending-max", "256M"])
-    state.write_text(r.stdout)
-    return events, r.stdout, r.stderr
-
-
 def check(work, original, final, events_path, state_text, stats_text, watched):
     stats = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", stats_text)}
     print("engine:", stats_text.strip().splitlines()[-1] if stats_text.strip() else "")
@@ -169,59 +158,18 @@ def main():
     original = guest.make_ext4(work / "original.img", 128, INITIAL_TREE)
     disk = work / "disk.img"
     shutil.copyfile(original, disk)
-    index = work / "original.dsvx"
-    ring = guest.shm_ring_path(f"infer-{args.mode}")
-
     if args.mode == "full":
-        guest.run([env.dsvmi(), "crawl", original, "--index", index])
-        trace = work / "capture.trace"
-        capture = guest.Capture(env, ring, trace, capacity="64M").start()
-        vm = guest.Guest(env, work, WORKLOAD, guest.DiskChain(disk, dsvmi={"ring": str(ring)}))
-        try:
-            vm.start()
-            vm.wait(timeout=600)
-        finally:
-            vm.kill()
-            cstats = capture.stop()
-        assert cstats["lost_records"] == 0, f"capture lost frames: {cstats}"
-        events, state, stats_text = run_engine_on_trace(env, trace, index, original, work)
-        check(work, original, disk, events, state, stats_text, lambda p: True)
+        r = infer_run.run_full(env, work, WORKLOAD, original, disk, f"infer-{args.mode}")
+        check(work, original, disk, r.events, r.state, r.stats, lambda p: True)
     else:
-        gate = Path("/dev/shm") / f"dsvmi-test-infer-{os.getpid()}.gate"
-        try:
-            guest.run([env.dsvmi(), "crawl", original, "--index", index, "--gate", gate, "--glob", WATCH])
-            events, state_path = work / "events.jsonl", work / "state.jsonl"
-            log = work / "run.log"
-            with open(state_path, "w") as out, open(log, "w") as err:
-                engine = subprocess.Popen([env.dsvmi(), "run", "--ring", ring, "--index", index, "--disk", disk,
-                                           "--gate", gate, "--policy", "glob:" + WATCH, "--events", events,
-                                           "--data", "--state", "--stats"], stdout=out, stderr=err)
-                deadline = time.monotonic() + 30
-                while "ready" not in log.read_text():
-                    assert engine.poll() is None, f"dsvmi run exited: {log.read_text()}"
-                    assert time.monotonic() < deadline, "dsvmi run not ready"
-                    time.sleep(0.05)
-                vm = guest.Guest(env, work, WORKLOAD,
-                                 guest.DiskChain(disk, dsvmi={"ring": str(ring), "gate": str(gate)}))
-                try:
-                    vm.start()
-                    vm.wait(timeout=600)
-                finally:
-                    vm.kill()
-                    engine.send_signal(signal.SIGTERM)
-                    rc = engine.wait(timeout=120)
-            assert rc == 0, f"dsvmi run exited {rc}: {log.read_text()[-2000:]}"
-            gs = guest.run([env.dsvmi(), "gate-stat", gate]).stdout
-            print(gs.strip())
-            check(work, original, disk, events, state_path.read_text(), log.read_text(),
-                  lambda p: p.startswith("/logs/"))
-            passed = int(re.search(r"bytes_passed[=: ]+(\d+)", gs).group(1))
-            dropped = int(re.search(r"bytes_dropped[=: ]+(\d+)", gs).group(1))
-            frac = dropped / max(1, passed + dropped)
-            print(f"low-overhead: {dropped} of {passed + dropped} written bytes dropped ({frac:.1%})")
-            assert frac >= 0.95, f"only {frac:.1%} of written bytes dropped"
-        finally:
-            guest.remove_quietly(gate)
+        r = infer_run.run_low(env, work, WORKLOAD, original, disk, f"infer-{args.mode}", WATCH)
+        print(r.gate_stat.strip())
+        check(work, original, disk, r.events, r.state, r.stats, lambda p: p.startswith("/logs/"))
+        passed = int(re.search(r"bytes_passed[=: ]+(\d+)", r.gate_stat).group(1))
+        dropped = int(re.search(r"bytes_dropped[=: ]+(\d+)", r.gate_stat).group(1))
+        frac = dropped / max(1, passed + dropped)
+        print(f"low-overhead: {dropped} of {passed + dropped} written bytes dropped ({frac:.1%})")
+        assert frac >= 0.95, f"only {frac:.1%} of written bytes dropped"
     print(f"PASS infer_guest_{args.mode}")
 
 

@@ -1,0 +1,81 @@
+"""Runs a guest workload behind the dsvmi filter and the engine over it, in
+the two modes of the inference tests:
+  full  pass-all capture into a trace (dsvmi capture), then `dsvmi run
+        --trace` over it with the original image as the disk;
+  low   low-overhead: a gate (metadata + data of `watch`) built by
+        `dsvmi crawl --gate`, `dsvmi run --ring --gate` live beside the guest
+        with the live disk.
+Both return the engine's output for the checks of the calling test."""
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import guest
+
+
+@dataclass
+class EngineRun:
+    events: Path        # JSON Lines events
+    state: str          # --state output
+    stats: str          # stderr (the --stats line)
+    gate_stat: str = ""  # low mode: `dsvmi gate-stat` of the gate after the run
+
+
+def run_full(env, work, workload, original, disk, ring_name, guest_timeout=600, extra_append=""):
+    index = work / "original.dsvx"
+    ring = guest.shm_ring_path(ring_name)
+    guest.run([env.dsvmi(), "crawl", original, "--index", index])
+    trace = work / "capture.trace"
+    capture = guest.Capture(env, ring, trace, capacity="64M").start()
+    vm = guest.Guest(env, work, workload, guest.DiskChain(disk, dsvmi={"ring": str(ring)}),
+                     extra_append=extra_append)
+    try:
+        vm.start()
+        vm.wait(timeout=guest_timeout)
+    finally:
+        vm.kill()
+        cstats = capture.stop()
+    assert cstats["lost_records"] == 0, f"capture lost frames: {cstats}"
+    events = work / "events.jsonl"
+    r = guest.run([env.dsvmi(), "run", "--trace", trace, "--index", index, "--disk", original,
+                   "--events", events, "--data", "--state", "--stats", "--pending-max", "256M"])
+    (work / "state.jsonl").write_text(r.stdout)
+    return EngineRun(events, r.stdout, r.stderr)
+
+
+def run_low(env, work, workload, original, disk, ring_name, watch, guest_timeout=600, extra_append=""):
+    index = work / "original.dsvx"
+    ring = guest.shm_ring_path(ring_name)
+    gate = Path("/dev/shm") / f"dsvmi-test-{ring_name}-{os.getpid()}.gate"
+    try:
+        guest.run([env.dsvmi(), "crawl", original, "--index", index, "--gate", gate, "--glob", watch])
+        events, state_path = work / "events.jsonl", work / "state.jsonl"
+        log = work / "run.log"
+        with open(state_path, "w") as out, open(log, "w") as err:
+            engine = subprocess.Popen([env.dsvmi(), "run", "--ring", ring, "--index", index, "--disk", disk,
+                                       "--gate", gate, "--policy", "glob:" + watch, "--events", events,
+                                       "--data", "--state", "--stats"], stdout=out, stderr=err)
+            deadline = time.monotonic() + 30
+            while "ready" not in log.read_text():
+                assert engine.poll() is None, f"dsvmi run exited: {log.read_text()}"
+                assert time.monotonic() < deadline, "dsvmi run not ready"
+                time.sleep(0.05)
+            vm = guest.Guest(env, work, workload,
+                             guest.DiskChain(disk, dsvmi={"ring": str(ring), "gate": str(gate)}),
+                             extra_append=extra_append)
+            try:
+                vm.start()
+                vm.wait(timeout=guest_timeout)
+            finally:
+                vm.kill()
+                engine.send_signal(signal.SIGTERM)
+                rc = engine.wait(timeout=120)
+        assert rc == 0, f"dsvmi run exited {rc}: {log.read_text()[-2000:]}"
+        gs = guest.run([env.dsvmi(), "gate-stat", gate]).stdout
+        return EngineRun(events, state_path.read_text(), log.read_text(), gs)
+    finally:
+        guest.remove_quietly(gate)
