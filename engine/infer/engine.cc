@@ -18,13 +18,24 @@ class Engine : public InferenceEngine {
     ctx_.sink = &sink;
     PartitionTable table;
     if (!read_partition_table(disk, &table)) table.partitions.clear();
+    std::string not_followed;
     for (const FsIndex& fs : index.filesystems()) {
+      // The index also holds file systems that are crawled but not yet
+      // followed live (FAT: docs/fat.md); the others are watched without them.
+      const std::string type = fs.info().type;
+      if (type != "ext2" && type != "ext3" && type != "ext4") {
+        not_followed += " " + type;
+        continue;
+      }
       auto e = std::make_unique<infer::FsEngine>(ctx_, fs, disk, partition_number(fs, table));
       Status s = e->init();
       if (!s) return s;
       fss_.push_back(std::move(e));
     }
-    if (fss_.empty()) return Status::error("inference: the index holds no file system");
+    if (fss_.empty())
+      return Status::error(not_followed.empty() ? "inference: the index holds no file system"
+                                                : "inference: no file system it can follow live (the index holds" +
+                                                      not_followed + ")");
     return Status::ok();
   }
 
