@@ -336,6 +336,54 @@ TEST_P(FatCrawl, MatchesSleuthKitAndMtools) {
   EXPECT_EQ(summary.filesystems[0].inodes, sink.inodes.size());
 }
 
+// File ids (docs/fat.md): a file with data and a directory keep theirs
+// (their first cluster) across a rename and a move to another directory; an
+// empty file's id is its entry's location, so moving it renumbers it. The
+// expected location comes from TSK, whose FAT32 address of an entry is
+// 3 + (entry byte - data region byte) / 32.
+TEST(FatIdentity, SurvivesRenameAndMove) {
+  TempDir dir("dsvmi-fat-id");
+  Volume vol;
+  vol.image = dir / "id.img";
+  write_file(dir / "t/x/file.bin", 5000, 1);
+  write_file(dir / "t/x/sub/inner.txt", 10, 2);
+  write_file(dir / "t/x/empty", 0, 3);
+  fs::create_directories(dir / "t/y");
+  int rc = 0;
+  run("mkfs.vfat -F 32 -s 1 -C " + quote(vol.image) + " 65536 >/dev/null && " + vol.m("copy") + " -s -Q " +
+          quote(dir / "t") + "/* ::/",
+      &rc);
+  ASSERT_EQ(rc, 0);
+  auto crawl = [&](std::map<std::string, uint64_t>* paths) {
+    Status err;
+    auto disk = open_disk(vol.image, {}, &err);
+    ASSERT_TRUE(disk) << err.message();
+    RecordingSink sink;
+    ASSERT_TRUE(crawl_fat(*disk, 0, disk->size(), sink));
+    EXPECT_EQ(sink.problems_text(), "");
+    *paths = crawl_paths(sink, sink.info.root_ino);
+  };
+  std::map<std::string, uint64_t> before, after;
+  crawl(&before);
+  run(vol.m("move") + " ::/x/file.bin ::/y/renamed.bin && " + vol.m("move") + " ::/x/sub ::/y/moved_sub && " +
+          vol.m("move") + " ::/x/empty ::/y/empty_moved",
+      &rc);
+  ASSERT_EQ(rc, 0);
+  crawl(&after);
+  EXPECT_EQ(after.at("/y/renamed.bin"), before.at("/x/file.bin"));
+  EXPECT_EQ(after.at("/y/moved_sub"), before.at("/x/sub"));
+  EXPECT_EQ(after.at("/y/moved_sub/inner.txt"), before.at("/x/sub/inner.txt"));
+  EXPECT_FALSE(after.count("/x/file.bin"));
+
+  const std::string minfo = run(vol.m("info") + " ::");
+  const uint64_t data_byte = (std::stoull(minfo_field(minfo, "reserved (boot) sectors:")) +
+                              2 * std::stoull(minfo_field(minfo, "Big fatlen"))) *
+                             512;
+  auto tsk = tsk_paths(vol);
+  EXPECT_EQ(after.at("/y/empty_moved"), 0x10000000 + data_byte / 32 + tsk.at("/y/empty_moved").addr - 3);
+  EXPECT_NE(after.at("/y/empty_moved"), before.at("/x/empty"));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Variants, FatCrawl,
     ::testing::Values(Variant{"fat32_512b_clusters", "-F 32 -s 1", 65536, ""},
