@@ -4,17 +4,17 @@
 #include <string>
 
 #include "commands.h"
+#include "usage.h"
 #include "dsvmi/gate_inspect.h"
 
 namespace dsvmi::cli {
 
 int cmd_gate_stat(int argc, char** argv) {
   if (argc != 1 || argv[0][0] == '-') {
-    std::fprintf(argc == 1 ? stdout : stderr,
-                 "usage: dsvmi gate-stat PATH\n"
-                 "Validates the published generation of a gate file and prints it with the\n"
-                 "reader's counters (counters and error are written by QEMU: informational).\n");
-    return argc == 1 && std::string(argv[0]) != "-" ? 0 : 2;
+    return usage_exit(wants_help(argc, argv),
+                      "usage: dsvmi gate-stat PATH\n"
+                      "Validates the published generation of a gate file and prints it with the\n"
+                      "reader's counters (counters and error are written by QEMU: informational).\n");
   }
   GateSnapshot s;
   if (Status st = inspect_gate(argv[0], &s); !st) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "usage.h"
 #include "daemon_client.h"
 #include "policy_file.h"
 
@@ -71,10 +72,16 @@ int explain(const std::string& image, const Json& policy) {
   return 0;
 }
 
+constexpr char kUsage[] =
+    "usage: dsvmi policy set NAME FILE [--socket DAEMON]\n"
+    "       dsvmi policy explain NAME|--image IMAGE FILE [--socket DAEMON]\n"
+    "FILE: docs/policy.md (mode, glob = PATTERN lines, ...)\n";
+
 }  // namespace
 
 int cmd_policy(int argc, char** argv) {
   std::string socket = take_socket_arg(&argc, argv);
+  if (wants_help(argc, argv)) return usage_exit(true, kUsage);
   if (argc >= 3 && std::string(argv[0]) == "explain") {
     std::string image, file;
     if (argc == 4 && std::string(argv[1]) == "--image") {
@@ -94,12 +101,7 @@ int cmd_policy(int argc, char** argv) {
     }
     if (!image.empty()) return explain(image, policy);
   }
-  if (argc != 3 || std::string(argv[0]) != "set") {
-    std::fprintf(stderr, "usage: dsvmi policy set NAME FILE [--socket DAEMON]\n"
-                         "       dsvmi policy explain NAME|--image IMAGE FILE [--socket DAEMON]\n"
-                         "FILE: docs/policy.md (mode, glob = PATTERN lines, ...)\n");
-    return 2;
-  }
+  if (argc != 3 || std::string(argv[0]) != "set") return usage_exit(false, kUsage);
   Json policy;
   if (Status s = load_policy_file(argv[2], &policy); !s) {
     std::fprintf(stderr, "dsvmi policy: %s\n", s.message().c_str());

@@ -6,17 +6,17 @@
 #include <string>
 
 #include "commands.h"
+#include "usage.h"
 #include "dsvmi/ring_inspect.h"
 
 namespace dsvmi::cli {
 
 int cmd_ring_stat(int argc, char** argv) {
-  if (argc != 1 || !std::strcmp(argv[0], "-h") || !std::strcmp(argv[0], "--help")) {
-    std::fprintf(argc == 1 ? stdout : stderr,
-                 "usage: dsvmi ring-stat PATH\n"
-                 "Shows a ring's geometry, indices, fill, counters and pending lost range.\n"
-                 "Exit status 1 if the header is not a valid dsvmi ring or its indices are out of range.\n");
-    return argc == 1 ? 0 : 2;
+  if (argc != 1 || argv[0][0] == '-') {
+    return usage_exit(wants_help(argc, argv),
+                      "usage: dsvmi ring-stat PATH\n"
+                      "Shows a ring's geometry, indices, fill, counters and pending lost range.\n"
+                      "Exit status 1 if the header is not a valid dsvmi ring or its indices are out of range.\n");
   }
   RingSnapshot s;
   std::string err;
