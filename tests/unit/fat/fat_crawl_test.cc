@@ -318,7 +318,9 @@ TEST_P(FatCrawl, MatchesSleuthKitAndMtools) {
   // Through the whole-disk path: the index holds this volume (and the ext4
   // root of a GPT disk) and `ls` of it equals the crawl.
   CrawlSummary summary;
-  s = crawl_disk(*disk, {}, &summary);
+  CrawlOptions copt;
+  copt.index_path = dir / "disk.dsvx";
+  s = crawl_disk(*disk, copt, &summary);
   ASSERT_TRUE(s) << s.message();
   std::set<std::string> types;
   for (const auto& f : summary.filesystems) {
@@ -334,6 +336,42 @@ TEST_P(FatCrawl, MatchesSleuthKitAndMtools) {
   }
   EXPECT_EQ(summary.filesystems[0].offset, vol.offset);
   EXPECT_EQ(summary.filesystems[0].inodes, sink.inodes.size());
+
+  // The index answers what `dsvmi ls`/`stat` and the gate ask: every path,
+  // each sampled file's size and sector owners, the metadata kinds; it is
+  // fresh for this disk, and stale once mtools writes to the volume.
+  auto index = Index::open(copt.index_path, &err);
+  ASSERT_TRUE(index) << err.message();
+  const FsIndex& fsi = index->filesystems().at(0);
+  for (const auto& [p, ino] : ours) {
+    uint64_t found = 0;
+    ASSERT_TRUE(fsi.lookup(p, &found)) << p;
+    EXPECT_EQ(found, ino) << p;
+  }
+  BlockOwner owner;
+  ASSERT_TRUE(fsi.owner(0, &owner));
+  EXPECT_EQ(owner.kind, BlockKind::Superblock);
+  ASSERT_TRUE(fsi.owner(reserved, &owner));
+  EXPECT_EQ(owner.kind, BlockKind::MapNode);
+  uint64_t three_mib = 0;
+  ASSERT_TRUE(fsi.lookup("/big/three_mib.bin", &three_mib));
+  const std::vector<uint64_t> big_sectors = tsk_istat(vol, tsk.at("/big/three_mib.bin").addr).sectors;
+  ASSERT_FALSE(big_sectors.empty());
+  ASSERT_TRUE(fsi.owner(big_sectors.back(), &owner));
+  EXPECT_EQ(owner.kind, BlockKind::FileData);
+  EXPECT_EQ(owner.ino, three_mib);
+  EXPECT_EQ(owner.logical, big_sectors.size() - 1);
+  ASSERT_TRUE(fsi.owner(tsk_istat(vol, tsk.at("/many").addr).sectors.at(0), &owner));
+  EXPECT_EQ(owner.kind, BlockKind::Directory);
+  s = fsi.check_against(*disk);
+  EXPECT_TRUE(s) << s.message();
+  run(vol.m("copy") + " " + quote(dir / "tree/names/UPPER.TXT") + " ::/new_after_crawl", &rc);
+  ASSERT_EQ(rc, 0);
+  if (stats.fat_bits == 32) {  // FSInfo's free count changes; FAT12/16 keep no such field
+    s = fsi.check_against(*disk);
+    EXPECT_FALSE(s);
+    EXPECT_NE(s.message().find("stale index"), std::string::npos) << s.message();
+  }
 }
 
 // File ids (docs/fat.md): a file with data and a directory keep theirs
