@@ -818,6 +818,22 @@ void Daemon::crawl_finished(Attachment& a) {
                        "no supported file system on " + a.image + " (" +
                            (skipped.empty() ? "nothing recognised" : skipped.substr(1)) + "); dsvmi watches ext2/3/4");
   }
+  // FAT volumes are crawled but not yet followed live (docs/fat.md): a disk
+  // with nothing else is refused here, before the engine would refuse it.
+  std::string crawled;
+  bool followed = false;
+  for (size_t p = out.find("partition "); p != std::string::npos; p = out.find("\npartition ", p + 1)) {
+    const size_t eol = out.find('\n', p + 1), at = out.find(" at offset ", p);
+    if (at == std::string::npos || at > eol) continue;
+    const size_t sp = out.rfind(' ', at - 1);
+    const std::string type = out.substr(sp + 1, at - sp - 1);
+    crawled += " " + type;
+    followed = followed || type == "ext2" || type == "ext3" || type == "ext4";
+  }
+  if (!followed && !crawled.empty())
+    return fail_attach(a, "UnsupportedFileSystem",
+                       "no supported file system on " + a.image + " (crawled:" + crawled +
+                           ", which dsvmi does not follow live yet); dsvmi watches ext2/3/4");
   // Seed §2.6.1: the frames written up to the end of the crawl are replayed
   // against a model they may predate; the engine replays until the producer
   // index read now (--replay-until) and brackets that replay with its ready

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "dsvmi/ext4.h"
+#include "dsvmi/fat.h"
 #include "dsvmi/index.h"
 #include "dsvmi/index_builder.h"
 
@@ -51,6 +52,7 @@ class CountingSink : public CrawlSink {
 };
 
 bool is_ext(const std::string& fs) { return fs == "ext2" || fs == "ext3" || fs == "ext4"; }
+bool is_fat(const std::string& fs) { return fs == "vfat"; }
 
 }  // namespace
 
@@ -64,14 +66,24 @@ Status crawl_disk(DiskReader& disk, const CrawlOptions& options, CrawlSummary* s
   IndexBuilder builder({disk.describe(), disk.size()}, &disk);
   std::vector<bool> in_index;
   for (const Partition& p : summary->table.partitions) {
-    if (!is_ext(p.filesystem)) {
+    if (!is_ext(p.filesystem) && !is_fat(p.filesystem)) {
       summary->skipped.push_back("partition " + std::to_string(p.number) + ": " +
                                  (p.filesystem.empty() ? "unknown contents" : p.filesystem));
       continue;
     }
     CountingSink sink(builder, options, summary->filesystems.size());
-    Ext4CrawlStats stats;
-    Status cs = crawl_ext4(disk, p.offset, p.size, sink, {}, &stats);
+    Status cs;
+    uint64_t metadata_blocks = 0, bytes_read = 0;
+    if (is_fat(p.filesystem)) {
+      FatCrawlStats stats;
+      cs = crawl_fat(disk, p.offset, p.size, sink, {}, &stats);
+      bytes_read = stats.bytes_read;
+    } else {
+      Ext4CrawlStats stats;
+      cs = crawl_ext4(disk, p.offset, p.size, sink, {}, &stats);
+      metadata_blocks = stats.metadata_blocks;
+      bytes_read = stats.bytes_read;
+    }
     CrawledFilesystem fs = sink.out;
     fs.partition = p.number;
     fs.type = sink.fs_.type.empty() ? p.filesystem : sink.fs_.type;
@@ -80,8 +92,8 @@ Status crawl_disk(DiskReader& disk, const CrawlOptions& options, CrawlSummary* s
     fs.offset = p.offset;
     fs.size = p.size;
     fs.block_size = sink.fs_.block_size;
-    fs.metadata_blocks = stats.metadata_blocks;
-    fs.bytes_read = stats.bytes_read;
+    fs.metadata_blocks = metadata_blocks;
+    fs.bytes_read = bytes_read;
     fs.status = cs;
     in_index.push_back(sink.began);
     summary->inodes += fs.inodes;

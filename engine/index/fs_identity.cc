@@ -21,10 +21,50 @@ std::string uuid_text(const std::byte* p) {
   return std::string(buf, n);
 }
 
+// FAT has no write time or mount count. What changes when the volume is
+// re-formatted, resized, mounted or written: the serial number, the sector
+// count, the BPB state byte (Linux sets its dirty bit while mounted) and, on
+// FAT32, FSInfo's free count and next-free hint (docs/fat.md).
+Status read_fat_identity(DiskReader& disk, uint64_t partition_offset, FsIdentity* out) {
+  std::array<std::byte, 512> b;
+  if (partition_offset > disk.size() || disk.size() - partition_offset < b.size())
+    return Status::error("file system at offset " + std::to_string(partition_offset) +
+                         " lies beyond the end of the disk");
+  Status s = disk.read(partition_offset, b);
+  if (!s) return s;
+  if (uint8_t(b[510]) != 0x55 || uint8_t(b[511]) != 0xAA)
+    return Status::error("no FAT boot sector at offset " + std::to_string(partition_offset));
+  const uint32_t bytes_per_sector = le16(&b[11]);
+  const bool fat32 = le16(&b[22]) == 0;
+  const uint32_t total16 = le16(&b[19]);
+  *out = FsIdentity{};
+  out->block_count = total16 ? total16 : le32(&b[32]);
+  const size_t ext = fat32 ? 64 : 36;  // drive number, state byte, 0x29, serial
+  if (uint8_t(b[ext + 2]) == 0x29) {
+    const uint32_t serial = le32(&b[ext + 3]);
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%04X-%04X", unsigned(serial >> 16), unsigned(serial & 0xFFFF));
+    out->uuid = buf;
+  } else {
+    out->uuid = "0000-0000";
+  }
+  out->mount_time = uint8_t(b[ext + 1]);
+  const uint32_t fsinfo = fat32 ? le16(&b[48]) : 0;
+  if (fat32 && fsinfo != 0 && fsinfo != 0xFFFF && bytes_per_sector >= 512 && bytes_per_sector <= 4096) {
+    const uint64_t at = partition_offset + uint64_t(fsinfo) * bytes_per_sector;
+    if (at <= disk.size() && disk.size() - at >= b.size() && disk.read(at, b) && le32(&b[0]) == 0x41615252) {
+      out->free_blocks = le32(&b[488]);
+      out->free_inodes = le32(&b[492]);
+    }
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status read_fs_identity(DiskReader& disk, const std::string& type, uint64_t partition_offset,
                         FsIdentity* out) {
+  if (type == "vfat") return read_fat_identity(disk, partition_offset, out);
   if (type != "ext2" && type != "ext3" && type != "ext4")
     return Status::error("no identity check for file system type '" + type + "'");
   std::array<std::byte, 1024> sb;

@@ -107,20 +107,27 @@ Status build_gate_grains(const Index& index, const GatePolicy& policy, uint32_t 
     if (n > (uint64_t(1) << 32)) return Status::error("disk has more than 2^32 grains");
     if (n) roaring_bitmap_add_range_closed(grains, 0, uint32_t(n - 1));
   } else {
-    std::vector<Glob> globs;
-    if (policy.kind == GatePolicyKind::MetadataAndGlobs) {
-      for (const auto& p : policy.globs) {
-        Glob g;
-        if (!(s = Glob::compile(p, &g))) return s;
-        globs.push_back(std::move(g));
-      }
-    }
-    for (const FsIndex& fs : index.filesystems()) {
-      if (!(s = add_metadata(fs, grain_size, grains, st))) return s;
-      if (!globs.empty() && !(s = add_matching_files(fs, globs, grain_size, grains, st))) return s;
-    }
+    for (const FsIndex& fs : index.filesystems())
+      if (!(s = build_fs_gate_grains(fs, policy, grain_size, grains, st))) return s;
   }
   st->grains = roaring_bitmap_get_cardinality(grains);
+  return Status::ok();
+}
+
+Status build_fs_gate_grains(const FsIndex& fs, const GatePolicy& policy, uint32_t grain_size,
+                            roaring_bitmap_t* grains, GatePolicyStats* st) {
+  if (policy.kind == GatePolicyKind::PassAll) return Status::ok();
+  std::vector<Glob> globs;
+  Status s;
+  if (policy.kind == GatePolicyKind::MetadataAndGlobs) {
+    for (const auto& p : policy.globs) {
+      Glob g;
+      if (!(s = Glob::compile(p, &g))) return s;
+      globs.push_back(std::move(g));
+    }
+  }
+  if (!(s = add_metadata(fs, grain_size, grains, st))) return s;
+  if (!globs.empty() && !(s = add_matching_files(fs, globs, grain_size, grains, st))) return s;
   return Status::ok();
 }
 

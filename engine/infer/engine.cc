@@ -1,4 +1,6 @@
 // InferenceEngine: routes verified frames to the file systems they touch.
+#include <roaring/roaring.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -6,6 +8,7 @@
 #include "dsvmi/glob.h"
 #include "dsvmi/inference.h"
 #include "dsvmi/partition.h"
+#include "dsvmi/policy.h"
 #include "fs_engine.h"
 
 namespace dsvmi {
@@ -18,13 +21,25 @@ class Engine : public InferenceEngine {
     ctx_.sink = &sink;
     PartitionTable table;
     if (!read_partition_table(disk, &table)) table.partitions.clear();
+    std::string not_followed;
     for (const FsIndex& fs : index.filesystems()) {
+      // The index also holds file systems that are crawled but not yet
+      // followed live (FAT: docs/fat.md); the others are watched without them.
+      const std::string type = fs.info().type;
+      if (type != "ext2" && type != "ext3" && type != "ext4") {
+        not_followed += " " + type;
+        crawl_only_.push_back(&fs);
+        continue;
+      }
       auto e = std::make_unique<infer::FsEngine>(ctx_, fs, disk, partition_number(fs, table));
       Status s = e->init();
       if (!s) return s;
       fss_.push_back(std::move(e));
     }
-    if (fss_.empty()) return Status::error("inference: the index holds no file system");
+    if (fss_.empty())
+      return Status::error(not_followed.empty() ? "inference: the index holds no file system"
+                                                : "inference: no file system it can follow live (the index holds" +
+                                                      not_followed + ")");
     return Status::ok();
   }
 
@@ -137,6 +152,23 @@ class Engine : public InferenceEngine {
       if (!s) break;
       s = fs->add_gate_grains(*gate, r);
     }
+    // File systems crawled but not followed live keep what the crawl index
+    // says they need (their metadata, the matching files' data).
+    for (const FsIndex* fs : crawl_only_) {
+      if (!s) break;
+      roaring_bitmap_t* grains = roaring_bitmap_create();
+      GatePolicyStats st;
+      s = build_fs_gate_grains(*fs, policy, gate->grain_size(), grains, &st);
+      roaring_uint32_iterator_t* it = roaring_create_iterator(grains);
+      while (s && it->has_value) {
+        const uint32_t first = it->current_value;
+        uint32_t last = first;
+        while (roaring_advance_uint32_iterator(it) && it->current_value == last + 1) ++last;
+        s = gate->set_grains({first, uint64_t(last) - first + 1});
+      }
+      roaring_free_uint32_iterator(it);
+      roaring_bitmap_free(grains);
+    }
     if (!s) return Status::error("policy: gate: " + s.message());
     gate->set_mode(policy.kind == GatePolicyKind::PassAll ? GateMode::kPassAll : GateMode::kSet);
     gate->optimize();
@@ -181,6 +213,7 @@ class Engine : public InferenceEngine {
 
   infer::EngineContext ctx_;
   std::vector<std::unique_ptr<infer::FsEngine>> fss_;
+  std::vector<const FsIndex*> crawl_only_;  // in the index, not followed live (docs/fat.md)
   bool have_seq_ = false;
   uint64_t next_seq_ = 0;
   std::vector<uint64_t> aligned_;

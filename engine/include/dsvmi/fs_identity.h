@@ -22,8 +22,9 @@ struct FsIdentity {
   uint32_t checksum = 0;       // ext: s_checksum with metadata_csum
 };
 
-// Reads the identity of the file system of `type` ("ext2/3/4") starting at
-// `partition_offset`. Unknown types: error (no identity to compare).
+// Reads the identity of the file system of `type` starting at
+// `partition_offset`: "ext2/3/4" or "vfat" (whose fields are documented in
+// docs/fat.md). Unknown types: error (no identity to compare).
 Status read_fs_identity(DiskReader& disk, const std::string& type, uint64_t partition_offset,
                         FsIdentity* out);
 

@@ -46,6 +46,12 @@ struct GatePolicyStats {
 Status build_gate_grains(const Index& index, const GatePolicy& policy, uint32_t grain_size,
                          roaring_bitmap_t* grains, GatePolicyStats* stats);
 
+// The same for one file system of an index (metadata and, for globs, the
+// data of matching files; nothing for PassAll). Adds to `stats` without
+// setting stats->grains.
+Status build_fs_gate_grains(const FsIndex& fs, const GatePolicy& policy, uint32_t grain_size,
+                            roaring_bitmap_t* grains, GatePolicyStats* stats);
+
 // Adds the grains overlapping fs blocks [first, first + count) of `fs`.
 Status add_block_grains(const FilesystemInfo& fs, uint64_t first, uint64_t count, uint32_t grain_size,
                         roaring_bitmap_t* grains);

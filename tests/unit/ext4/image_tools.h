@@ -2,6 +2,7 @@
 // sfdisk, sgdisk) and record what a crawler reports.
 #pragma once
 
+#include "../common/recording_sink.h"
 #include "../common/shell.h"
 #include "../common/temp_dir.h"
 
@@ -18,39 +19,5 @@ namespace dsvmi::testing {
 
 using shell::quote;
 using shell::run;
-
-
-
-struct RecordedRun {
-  BlockKind kind;
-  uint64_t first, count, owner;
-};
-
-class RecordingSink : public CrawlSink {
- public:
-  void begin_filesystem(const FilesystemInfo& fs) override { info = fs; begins++; }
-  void inode(const Inode& n) override {
-    if (!inodes.emplace(n.ino, n).second) duplicate_inodes++;
-  }
-  void dir_entry(uint64_t dir, const DirEntry& e) override { entries.push_back({dir, e}); }
-  void blocks(BlockKind kind, uint64_t first, uint64_t count, uint64_t owner, uint64_t) override {
-    runs.push_back({kind, first, count, owner});
-  }
-  void problem(const CrawlProblem& p) override { problems.push_back(p); }
-  void end_filesystem() override { ends++; }
-
-  std::string problems_text() const {
-    std::string s;
-    for (const CrawlProblem& p : problems) s += p.what + "\n";
-    return s;
-  }
-
-  FilesystemInfo info;
-  int begins = 0, ends = 0, duplicate_inodes = 0;
-  std::map<uint64_t, Inode> inodes;
-  std::vector<std::pair<uint64_t, DirEntry>> entries;
-  std::vector<RecordedRun> runs;
-  std::vector<CrawlProblem> problems;
-};
 
 }  // namespace dsvmi::testing

@@ -232,6 +232,45 @@ TEST_F(PartitionTest, BareFileSystemsOnTheWholeDisk) {
   EXPECT_EQ(f.partitions.at(0).filesystem, "vfat");
 }
 
+// FAT volumes in the partitions that usually hold them: MBR types 0x0B,
+// 0x0C, 0x0E, 0xEF and GPT's EFI System Partition; the table as sfdisk reads
+// it, the contents as mkfs.vfat made them.
+TEST_F(PartitionTest, FatPartitionsInMbrAndGpt) {
+  std::string mbr = disk("fat_mbr.img", "80M");
+  sfdisk(mbr,
+         "start=2048, size=32768, type=b\nstart=34816, size=32768, type=c\n"
+         "start=67584, size=32768, type=e\nstart=100352, size=32768, type=ef\n");
+  for (uint64_t start : {2048, 34816, 67584, 100352}) {
+    int rc = 0;
+    std::string out = run("mkfs.vfat " + std::string(start == 2048 ? "-F 32 -s 1 " : "") + "--offset=" +
+                              std::to_string(start) + " " + quote(mbr) + " 16384 2>&1",
+                          &rc);
+    ASSERT_EQ(rc, 0) << out;
+  }
+  PartitionTable t;
+  ASSERT_TRUE(read(mbr, &t));
+  EXPECT_EQ(t.scheme, PartitionScheme::Mbr);
+  expect_same(t, sfdisk_dump(mbr), false);
+  for (const Partition& p : t.partitions) EXPECT_EQ(p.filesystem, "vfat") << p.number;
+
+  std::string gpt = disk("fat_gpt.img");
+  int rc = 0;
+  std::string out = run("sgdisk -n 1:2048:+33M -t 1:ef00 -c 1:esp -n 2:0:+8M -t 2:8300 " + quote(gpt) +
+                            " >/dev/null 2>&1 && mkfs.vfat -F 32 -s 1 --offset=2048 " + quote(gpt) + " 33792 2>&1 && " +
+                            "mkfs.ext4 -q -F -E offset=" + std::to_string((2048 + 67584) * 512) + " " + quote(gpt) +
+                            " 8M 2>&1",
+                        &rc);
+  ASSERT_EQ(rc, 0) << out;
+  PartitionTable g;
+  ASSERT_TRUE(read(gpt, &g));
+  EXPECT_EQ(g.scheme, PartitionScheme::Gpt);
+  expect_same(g, sfdisk_dump(gpt), true);
+  ASSERT_EQ(g.partitions.size(), 2u);
+  EXPECT_EQ(g.partitions[0].type_guid, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
+  EXPECT_EQ(g.partitions[0].filesystem, "vfat");
+  EXPECT_EQ(g.partitions[1].filesystem, "ext4");
+}
+
 TEST_F(PartitionTest, EmptyAndTinyDisks) {
   std::string img = disk("zero.img", "1M");
   PartitionTable t;
