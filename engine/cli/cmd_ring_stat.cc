@@ -7,15 +7,19 @@
 
 #include "commands.h"
 #include "dsvmi/ring_inspect.h"
+#include "dsvmi/stat_json.h"
+#include "json_output.h"
 
 namespace dsvmi::cli {
 
 int cmd_ring_stat(int argc, char** argv) {
+  const bool json = take_flag(&argc, argv, "--json");
   if (argc != 1 || !std::strcmp(argv[0], "-h") || !std::strcmp(argv[0], "--help")) {
     std::fprintf(argc == 1 ? stdout : stderr,
-                 "usage: dsvmi ring-stat PATH\n"
+                 "usage: dsvmi ring-stat PATH [--json]\n"
                  "Shows a ring's geometry, indices, fill, counters and pending lost range.\n"
-                 "Exit status 1 if the header is not a valid dsvmi ring or its indices are out of range.\n");
+                 "Exit status 1 if the header is not a valid dsvmi ring or its indices are out of range.\n"
+                 "--json: one JSON object instead (docs/cli-json.md).\n");
     return argc == 1 ? 0 : 2;
   }
   RingSnapshot s;
@@ -23,6 +27,10 @@ int cmd_ring_stat(int argc, char** argv) {
   if (!InspectRing(argv[0], &s, &err)) {
     std::fprintf(stderr, "dsvmi ring-stat: %s\n", err.c_str());
     return 1;
+  }
+  if (json) {
+    print_record(ring_snapshot_json(argv[0], s));
+    return s.geometry_ok && s.indices_ok ? 0 : 1;
   }
   std::printf("ring %s\n", argv[0]);
   if (!s.geometry_ok) {

@@ -5,7 +5,8 @@
 // when their child processes say so (deferred replies), so one disk's
 // attach never stalls another disk's events, status or watchers.
 // Short synchronous steps remain: QMP commands (bounded by a 10 s timeout),
-// gate-stat/ring-stat (milliseconds).
+// ring-create/gate-create at attach; ring and gate headers are read in
+// process (dsvmi/stat_json.h), so status and metrics fork nothing.
 #include "dsvmi/daemon.h"
 
 #include <arpa/inet.h>
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include "dsvmi/glob.h"
+#include "dsvmi/stat_json.h"
 #include "line_socket.h"
 #include "qmp_client.h"
 
@@ -234,23 +236,6 @@ std::string last_log_line(const std::string& path) {
   return last_line(tail);
 }
 
-// "key: value" lines (gate-stat) into an object; numbers stay numbers.
-Json parse_key_values(const std::string& text) {
-  Json o(Json::Object{});
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t c = line.find(": ");
-    if (c == std::string::npos) continue;
-    std::string k = line.substr(0, c), v = line.substr(c + 2);
-    char* end;
-    double d = std::strtod(v.c_str(), &end);
-    if (!v.empty() && *end == 0) o.set(k, d);
-    else o.set(k, v);
-  }
-  return o;
-}
-
 Json string_array(const std::vector<std::string>& v) {
   Json::Array a;
   for (const auto& s : v) a.push_back(Json(s));
@@ -278,7 +263,7 @@ struct Attachment {
   std::string export_id, nbd_socket;   // block export through QEMU's NBD server ("" = the file is read)
   std::vector<std::string> globs;
   std::string pending_ttl, pending_max;  // engine options ("" = its defaults)
-  std::string gate_why;                  // the crawl's account of what the gate passes
+  Json gate_at_crawl;                    // the crawl's gate record: what the gate passes (null in full mode)
   State state = State::Crawling;
   // Seed §2.6.1: no events until the engine has consumed every frame written
   // up to the end of the crawl (the model is inconsistent before that).
@@ -291,7 +276,9 @@ struct Attachment {
   int crawl_out = -1;
   bool crawl_eof = false;
   int crawl_status = -1;  // exit status once reaped
-  std::string crawl_buf, crawl_text;
+  std::string crawl_buf;
+  Json crawl_summary;       // the crawl's summary record (null until it comes)
+  std::string crawl_error;  // its error record's message ("" = none)
   double crawl_started = 0, crawl_seconds = 0, crawl_fraction = 0;
   unsigned crawl_fs = 0;
   // The engine.
@@ -403,6 +390,7 @@ class Daemon {
   void start_crawl(Attachment& a);
   void pump_crawl(Attachment& a);
   void crawl_finished(Attachment& a);
+  void on_crawl_record(Attachment& a, const std::string& line);
   void start_engine(Attachment& a);
   void stop_engine_blocking(Attachment& a);
   void fail_attach(Attachment& a, const std::string& cls, const std::string& desc);
@@ -479,7 +467,7 @@ std::string scalar(const Json& args, const char* key, std::string def) {
   if (!v) return def;
   std::string t;
   if (v->is_string()) t = v->as_string();
-  else if (v->is_number()) t = Json(v->as_number()).dump();
+  else if (v->is_number()) t = v->dump();
   else throw CommandError{"InvalidArgument", std::string(key) + " must be a string or a number"};
   // Digits, optionally one K/M/G: they end up on a command line.
   size_t d = t.find_first_not_of("0123456789");
@@ -757,15 +745,19 @@ void Daemon::start_crawl(Attachment& a) {
   // The crawl reads the disk while the guest writes it; every write since
   // the filter went in is in the ring (gate pass-all) and the engine replays
   // them after the crawl before emitting events for them.
-  std::vector<std::string> crawl = {opt_.self_exe, "crawl", a.disk, "--index", a.index, "--progress"};
+  std::vector<std::string> crawl = {opt_.self_exe, "crawl", a.disk, "--index", a.index, "--json"};
   if (a.mode == "low-overhead") {
     // Publishes the policy's grains (metadata + watched files' data) into the
     // gate, replacing pass-all; the engine keeps it in step from then on.
     crawl.insert(crawl.end(), {"--gate", a.gate, "--policy", a.globs.empty() ? "metadata" : "glob"});
     for (const auto& g : a.globs) crawl.insert(crawl.end(), {"--glob", g});
   }
+  // Its records (docs/cli-json.md) on the pipe; anything on stderr goes to
+  // the attachment's log.
   std::string err;
-  a.crawl = spawn_piped(crawl, true, -1, &a.crawl_out, &err);
+  int log = ::open(a.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  a.crawl = spawn_piped(crawl, false, log, &a.crawl_out, &err);
+  if (log >= 0) ::close(log);
   if (a.crawl < 0) throw CommandError{"CrawlFailed", "cannot start the crawl: " + err};
   a.crawl_started = now_s();
   a.crawl_eof = false;
@@ -787,36 +779,50 @@ void Daemon::pump_crawl(Attachment& a) {
     a.crawl_buf.append(buf, size_t(n));
     size_t nl;
     while ((nl = a.crawl_buf.find('\n')) != std::string::npos) {
-      std::string line = a.crawl_buf.substr(0, nl);
+      on_crawl_record(a, a.crawl_buf.substr(0, nl));
       a.crawl_buf.erase(0, nl + 1);
-      unsigned fs;
-      double f;
-      if (line.rfind("progress ", 0) == 0 && std::sscanf(line.c_str(), "progress %u %lf", &fs, &f) == 2) {
-        a.crawl_fs = fs;
-        a.crawl_fraction = std::clamp(f, 0.0, 1.0);
-      } else if (a.crawl_text.size() < (1 << 20)) {
-        a.crawl_text += line + "\n";
-      }
     }
     if (a.crawl_buf.size() > 65536) a.crawl_buf.clear();  // no newline in 64 KiB: not the crawl's output
   }
 }
 
+// One line of `dsvmi crawl --json` (docs/cli-json.md); anything else is
+// ignored (the crawl's own messages go to the log, not to this pipe).
+void Daemon::on_crawl_record(Attachment& a, const std::string& line) {
+  Json rec;
+  if (!Json::parse(line, &rec) || !rec.is_object()) return;
+  std::string kind = rec.get_string("crawl");
+  if (kind == "progress") {
+    a.crawl_fs = unsigned(std::min<uint64_t>(rec.get_uint64("file_system"), 1u << 20));
+    a.crawl_fraction = std::clamp(rec.get_number("fraction"), 0.0, 1.0);
+  } else if (kind == "summary") {
+    a.crawl_summary = rec;
+  } else if (kind == "gate") {
+    a.gate_at_crawl = rec;
+  } else if (kind == "error") {
+    a.crawl_error = rec.get_string("error", "no reason given");
+  }
+}
+
 void Daemon::crawl_finished(Attachment& a) {
-  const std::string& out = a.crawl_text;
   a.crawl = -1;
   a.crawl_seconds = now_s() - a.crawl_started;
-  if (a.crawl_status != 0) {
-    return fail_attach(a, "CrawlFailed", "crawl of " + a.disk + " failed: " + last_line(out) +
+  if (a.crawl_status != 0 || !a.crawl_summary.is_object()) {
+    std::string why = !a.crawl_error.empty() ? a.crawl_error
+                      : a.crawl_status != 0  ? "exited with status " + std::to_string(a.crawl_status) + ": " + last_log_line(a.log)
+                                             : "no summary record";
+    return fail_attach(a, "CrawlFailed", "crawl of " + a.disk + " failed: " + why +
                                              " (only ext2/3/4 on MBR/GPT or bare is supported)");
   }
-  if (out.find("total        0 file system(s)") != std::string::npos) {
+  const Json* fss = a.crawl_summary.get("file_systems");
+  if (!fss || !fss->is_array() || fss->as_array().empty()) {
     std::string skipped;
-    for (size_t p = out.find("skipped"); p != std::string::npos; p = out.find("skipped", p + 1))
-      skipped += " " + out.substr(p, out.find('\n', p) - p);
+    if (const Json* sk = a.crawl_summary.get("skipped"); sk && sk->is_array())
+      for (const auto& x : sk->as_array())
+        if (x.is_string()) skipped += ", skipped " + x.as_string();
     return fail_attach(a, "UnsupportedFileSystem",
                        "no supported file system on " + a.image + " (" +
-                           (skipped.empty() ? "nothing recognised" : skipped.substr(1)) + "); dsvmi watches ext2/3/4");
+                           (skipped.empty() ? "nothing recognised" : skipped.substr(2)) + "); dsvmi watches ext2/3/4");
   }
   // Seed §2.6.1: the frames written up to the end of the crawl are replayed
   // against a model they may predate; the engine replays until the producer
@@ -825,12 +831,6 @@ void Daemon::crawl_finished(Attachment& a) {
   // are withheld.
   a.catching_up = false;
   a.replay_until = ring_producer_index(a);
-  a.gate_why.clear();
-  if (size_t g = out.find("\ngate "); g != std::string::npos) {
-    size_t colon = out.find(": ", g);
-    size_t end = out.find('\n', g + 1);
-    if (colon != std::string::npos && colon < end) a.gate_why = out.substr(colon + 2, end - colon - 2);
-  }
   try {
     start_engine(a);
   } catch (const CommandError& e) {
@@ -1072,27 +1072,20 @@ Json Daemon::status_of(Attachment& a) {
   lat.set("sum_s", a.lat_sum);
   o.set("latency_observed", lat);
   if (a.last_stats.is_object()) o.set("engine_stats", a.last_stats);
-  int rc;
-  std::string gate = tool({"gate-stat", a.gate}, &rc);
-  o.set("gate", rc == 0 ? parse_key_values(gate) : Json(gate));
-  std::string text = tool({"ring-stat", a.ring}, &rc);
-  o.set("ring", text);
-  o.set("gate_at_crawl", a.gate_why);
-  // "producer: produced N frames / B bytes, dropped N frames / B bytes, lost records L"
+  o.set("gate", gate_stat_json(a.gate));
+  Json ring_stat = ring_stat_json(a.ring);
+  o.set("ring", ring_stat);
+  o.set("gate_at_crawl", a.gate_at_crawl);
+  // The ring's counters under the names the metrics use.
   Json ring(Json::Object{});
-  unsigned long long pf = 0, pb = 0, df = 0, db = 0, lost = 0, pi = 0, ci = 0;
-  if (size_t p = text.find("producer:"); p != std::string::npos &&
-      std::sscanf(text.c_str() + p, "producer: produced %llu frames / %llu bytes, dropped %llu frames / %llu bytes, lost records %llu",
-                  &pf, &pb, &df, &db, &lost) == 5) {
-    ring.set("frames", uint64_t(pf));
-    ring.set("bytes", uint64_t(pb));
-    ring.set("dropped_frames", uint64_t(df));
-    ring.set("dropped_bytes", uint64_t(db));
-    ring.set("lost_records", uint64_t(lost));
+  if (const Json* v = ring_stat.get("valid"); v && v->is_bool() && v->as_bool()) {
+    ring.set("frames", ring_stat.get_uint64("produced_frames"));
+    ring.set("bytes", ring_stat.get_uint64("produced_bytes"));
+    ring.set("dropped_frames", ring_stat.get_uint64("dropped_frames"));
+    ring.set("dropped_bytes", ring_stat.get_uint64("dropped_bytes"));
+    ring.set("lost_records", ring_stat.get_uint64("lost_records"));
+    ring.set("lag_bytes", ring_stat.get_uint64("fill_bytes"));
   }
-  if (size_t p = text.find("indices:"); p != std::string::npos &&
-      std::sscanf(text.c_str() + p, "indices: producer %llu, consumer %llu", &pi, &ci) == 2)
-    ring.set("lag_bytes", uint64_t(pi >= ci ? pi - ci : 0));
   o.set("ring_counters", ring);
   return o;
 }
@@ -1146,15 +1139,13 @@ void Daemon::publish(const Attachment& a, Json ev) {
   }
 }
 
+// "" when the header is not a valid ring's (the engine then replays nothing
+// specially; docs/daemon-protocol.md).
 std::string Daemon::ring_producer_index(const Attachment& a) {
-  int rc;
-  std::string text = tool({"ring-stat", a.ring}, &rc);
-  unsigned long long p = 0, c = 0;
-  size_t at = text.find("indices:");
-  if (rc != 0 || at == std::string::npos ||
-      std::sscanf(text.c_str() + at, "indices: producer %llu, consumer %llu", &p, &c) != 2)
-    return "";
-  return std::to_string(p);
+  RingSnapshot s;
+  std::string err;
+  if (!InspectRing(a.ring, &s, &err) || !s.geometry_ok || !s.indices_ok) return "";
+  return std::to_string(s.producer_index);
 }
 
 void Daemon::on_engine_record(Attachment& a, const Json& rec) {

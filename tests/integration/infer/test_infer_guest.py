@@ -22,6 +22,7 @@ usage: test_infer_guest.py --build-dir BUILD --mode full|low
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -211,12 +212,11 @@ def main():
                     engine.send_signal(signal.SIGTERM)
                     rc = engine.wait(timeout=120)
             assert rc == 0, f"dsvmi run exited {rc}: {log.read_text()[-2000:]}"
-            gs = guest.run([env.dsvmi(), "gate-stat", gate]).stdout
-            print(gs.strip())
+            gs = json.loads(guest.run([env.dsvmi(), "gate-stat", "--json", gate]).stdout)
+            print(gs)
             check(work, original, disk, events, state_path.read_text(), log.read_text(),
                   lambda p: p.startswith("/logs/"))
-            passed = int(re.search(r"bytes_passed[=: ]+(\d+)", gs).group(1))
-            dropped = int(re.search(r"bytes_dropped[=: ]+(\d+)", gs).group(1))
+            passed, dropped = gs["bytes_passed"], gs["bytes_dropped"]
             frac = dropped / max(1, passed + dropped)
             print(f"low-overhead: {dropped} of {passed + dropped} written bytes dropped ({frac:.1%})")
             assert frac >= 0.95, f"only {frac:.1%} of written bytes dropped"
