@@ -15,7 +15,7 @@
 # sha256 of the patches, ring.h and gate.h (the C ABI compiled in, comments
 # stripped) and the configure flags. A cache hit does no work. --print-prefix prints only the
 # prefix on stdout (everything else goes to stderr).
-set -euo pipefail
+. "$(cd "$(dirname "$0")/.." && pwd)/scripts/lib/errexit.sh"
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)

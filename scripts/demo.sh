@@ -7,8 +7,8 @@
 # running VM over QMP in low-overhead mode (gate: metadata + /var/log/** data),
 # prints the guest's file activity live (`dsvmi watch`), then a summary and a
 # live detach.
-set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/errexit.sh
 ROOT=$PWD
 export DSVMI_CACHE_DIR="${DSVMI_CACHE_DIR:-$HOME/.cache/dsvmi}"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package dsvmi needs to build, test, benchmark and
 # run its demo. Idempotent: a second run installs nothing and takes seconds.
-set -euo pipefail
+. "$(dirname "$0")/lib/errexit.sh"
 
 PACKAGES=(
   # build

@@ -6,7 +6,7 @@
 #   bench/e2e/rootfs.sh [--print-image]     build (or reuse); prints the image path
 #
 # Cache: $DSVMI_CACHE_DIR/bench-rootfs-<key>/ (default ~/.cache/dsvmi), key =
-# sha256 of this script (the recipe: packages, sizes, mirror). It holds
+# sha256 of this script and scripts/lib/apt-source.sh (the recipe). It holds
 #   disk.img     raw ext4, 4 GiB sparse, the pristine image (runs use copies)
 #   recipe.txt   what is inside (package versions, source tree, .deb sets)
 # Inside the image (the guest chroots into it; it never boots systemd):
@@ -16,9 +16,11 @@
 #   /bench/debs-full/*.deb   a larger server-ish set (apache2, php, git, ...)
 #   /usr/sbin/policy-rc.d    exit 101: installed daemons are not started
 # Needs: debootstrap, apt-get (deb-src for zlib), mkfs.ext4; root (debootstrap, chroot).
-set -euo pipefail
+. "$(cd "$(dirname "$0")/../.." && pwd)/scripts/lib/errexit.sh"
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../../scripts/lib/apt-source.sh
+. "$HERE/../../scripts/lib/apt-source.sh"
 CACHE=${DSVMI_CACHE_DIR:-$HOME/.cache/dsvmi}
 log() { printf 'bench/e2e/rootfs.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -41,7 +43,7 @@ for tool in debootstrap apt-get mkfs.ext4 flock sha256sum tar; do
   command -v "$tool" >/dev/null || die "'$tool' not found (run scripts/install-deps.sh)"
 done
 
-KEY=$(sha256sum "$HERE/rootfs.sh" | cut -c1-16)
+KEY=$(cat "$HERE/rootfs.sh" "$HERE/../../scripts/lib/apt-source.sh" | sha256sum | cut -c1-16)
 OUT="$CACHE/bench-rootfs-$KEY"
 mkdir -p "$CACHE"
 exec 9>"$CACHE/bench-rootfs.lock"
@@ -86,11 +88,18 @@ chroot "$ROOT" apt-get clean
 rm -rf "$ROOT"/var/lib/apt/lists/*
 umount "$ROOT/proc"
 
-# The Andrew-like source tree: Debian's zlib source (orig tarball).
-(cd "$WORK" && apt-get source --download-only -qq "$SRC_PKG" >"$WORK/src.log" 2>&1) ||
-  { cat "$WORK/src.log" >&2; die "apt-get source $SRC_PKG failed (deb-src entry?)"; }
-ORIG=$(ls "$WORK"/${SRC_PKG}_*.orig.tar.* | head -1)
-[ -n "$ORIG" ] || die "no $SRC_PKG orig tarball"
+# The Andrew-like source tree: Debian's zlib source (orig tarball), the first
+# version apt-cache showsrc lists that the registry really serves (the
+# security suite's source pool may answer 404; scripts/lib/apt-source.sh).
+apt_source_ensure_deb_src || die "no deb-src entry for apt-get source"
+SRC_VERSION=$(apt_source_download "$SRC_PKG" "$WORK" "$WORK/src.log") ||
+  die "could not download any version of the $SRC_PKG source package"
+log "source tree: $SRC_PKG $SRC_VERSION"
+shopt -s nullglob
+ORIGS=("$WORK"/"${SRC_PKG}"_*.orig.tar.*)
+shopt -u nullglob
+((${#ORIGS[@]})) || die "no $SRC_PKG orig tarball after downloading $SRC_PKG=$SRC_VERSION"
+ORIG=${ORIGS[0]}
 tar -C "$ROOT/bench/src" -xf "$ORIG"
 SRC_DIR=$(cd "$ROOT/bench/src" && ls -d */ | head -1)
 SRC_DIR=${SRC_DIR%/}
@@ -101,7 +110,7 @@ mkdir -p "$STAGE"
 {
   echo "debootstrap --variant=minbase --include=$BASE_PKGS $SUITE $MIRROR"
   echo "kernel-independent; used by bench/e2e (see docs/benchmarks.md)"
-  echo "source tree: /bench/src/$SRC_DIR ($(find "$ROOT/bench/src/$SRC_DIR" -type f | wc -l) files, $(du -sh "$ROOT/bench/src/$SRC_DIR" | cut -f1))"
+  echo "source tree: /bench/src/$SRC_DIR ($SRC_PKG $SRC_VERSION, $(find "$ROOT/bench/src/$SRC_DIR" -type f | wc -l) files, $(du -sh "$ROOT/bench/src/$SRC_DIR" | cut -f1))"
   for set in quick full; do
     echo "debs-$set: $(ls "$ROOT/bench/debs-$set" | wc -l) files, $(du -sh "$ROOT/bench/debs-$set" | cut -f1)"
   done

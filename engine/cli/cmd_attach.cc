@@ -3,6 +3,7 @@
 #include <string>
 
 #include "commands.h"
+#include "usage.h"
 #include "daemon_client.h"
 #include "policy_file.h"
 
@@ -21,7 +22,7 @@ int cmd_attach(int argc, char** argv) {
     else if (a == "--policy" && i + 1 < argc) policy_path = argv[++i];
     else if (a == "--read" && i + 1 < argc) args.set("read", argv[++i]);
     else {
-      std::fprintf(a == "--help" ? stdout : stderr,
+      std::fprintf(is_help_arg(a.c_str()) ? stdout : stderr,
                    "usage: dsvmi attach --qmp SOCKET --node NODE [--name HOST:VM:DISK]\n"
                    "                    [--policy FILE | --mode low-overhead|full] [--read auto|file|nbd]\n"
                    "                    [--socket DAEMON]\n"
@@ -29,7 +30,7 @@ int cmd_attach(int argc, char** argv) {
                    "whose QMP socket is SOCKET, crawls the disk and starts its engine (docs/user-guide.md).\n"
                    "--read: how the crawl and engine read the disk: the image file (raw images) or an NBD\n"
                    "export of NODE by QEMU itself (any format); auto picks the file when NODE is raw.\n");
-      return a == "--help" ? 0 : 2;
+      return is_help_arg(a.c_str()) ? 0 : 2;
     }
   }
   if (!args.get("qmp") || !args.get("node")) {
@@ -60,9 +61,9 @@ int cmd_attach(int argc, char** argv) {
 int cmd_detach(int argc, char** argv) {
   std::string socket = take_socket_arg(&argc, argv);
   if (argc != 1 || argv[0][0] == '-') {
-    std::fprintf(argc == 1 ? stdout : stderr, "usage: dsvmi detach NAME [--socket DAEMON]\n"
-                                              "Removes the filter from the VM first, then stops the engine and frees the ring and gate.\n");
-    return argc == 1 ? 0 : 2;
+    return usage_exit(wants_help(argc, argv),
+                      "usage: dsvmi detach NAME [--socket DAEMON]\n"
+                      "Removes the filter from the VM first, then stops the engine and frees the ring and gate.\n");
   }
   Json args(Json::Object{}), r;
   args.set("name", argv[0]);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "commands.h"
+#include "usage.h"
 #include "daemon_client.h"
 
 namespace dsvmi::cli {
@@ -21,7 +22,7 @@ int cmd_daemon(int argc, char** argv) {
     else if (a == "--metrics-file" && i + 1 < argc) o.metrics_file = argv[++i];
     else if (a == "--metrics-listen" && i + 1 < argc) o.metrics_listen = argv[++i];
     else {
-      std::fprintf(a == "--help" ? stdout : stderr,
+      std::fprintf(is_help_arg(a.c_str()) ? stdout : stderr,
                    "usage: dsvmi daemon [--socket PATH] [--state-dir DIR] [--metrics-file FILE]\n"
                    "                    [--metrics-listen 127.0.0.1:PORT]\n"
                    "Manages monitored disks; the CLI (attach, detach, status, policy, watch) talks to it\n"
@@ -29,7 +30,7 @@ int cmd_daemon(int argc, char** argv) {
                    "  --state-dir     rings, gates, indexes, engine logs (default /dev/shm/dsvmi-UID)\n"
                    "  --metrics-file  Prometheus textfile rewritten every 5 s (node_exporter textfile collector)\n"
                    "  --metrics-listen  serve the same metrics at http://ADDR/metrics (loopback only)\n");
-      return a == "--help" ? 0 : 2;
+      return is_help_arg(a.c_str()) ? 0 : 2;
     }
   }
   if (!o.metrics_listen.empty()) {

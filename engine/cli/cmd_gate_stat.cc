@@ -4,6 +4,7 @@
 #include <string>
 
 #include "commands.h"
+#include "usage.h"
 #include "dsvmi/gate_inspect.h"
 #include "dsvmi/stat_json.h"
 #include "json_output.h"
@@ -13,12 +14,11 @@ namespace dsvmi::cli {
 int cmd_gate_stat(int argc, char** argv) {
   const bool json = take_flag(&argc, argv, "--json");
   if (argc != 1 || argv[0][0] == '-') {
-    std::fprintf(argc == 1 ? stdout : stderr,
-                 "usage: dsvmi gate-stat PATH [--json]\n"
-                 "Validates the published generation of a gate file and prints it with the\n"
-                 "reader's counters (counters and error are written by QEMU: informational).\n"
-                 "--json: one JSON object instead (docs/cli-json.md).\n");
-    return argc == 1 && std::string(argv[0]) != "-" ? 0 : 2;
+    return usage_exit(wants_help(argc, argv),
+                      "usage: dsvmi gate-stat PATH [--json]\n"
+                      "Validates the published generation of a gate file and prints it with the\n"
+                      "reader's counters (counters and error are written by QEMU: informational).\n"
+                      "--json: one JSON object instead (docs/cli-json.md).\n");
   }
   GateSnapshot s;
   if (Status st = inspect_gate(argv[0], &s); !st) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "usage.h"
 #include "daemon_client.h"
 #include "json_output.h"
 #include "policy_file.h"
@@ -100,11 +101,18 @@ int explain(const std::string& image, const Json& policy, bool json) {
   return 0;
 }
 
+constexpr char kUsage[] =
+    "usage: dsvmi policy set NAME FILE [--json] [--socket DAEMON]\n"
+    "       dsvmi policy explain NAME|--image IMAGE FILE [--json] [--socket DAEMON]\n"
+    "--json: the daemon's reply / one explain record (docs/cli-json.md)\n"
+    "FILE: docs/policy.md (mode, glob = PATTERN lines, ...)\n";
+
 }  // namespace
 
 int cmd_policy(int argc, char** argv) {
   std::string socket = take_socket_arg(&argc, argv);
   const bool json = take_flag(&argc, argv, "--json");
+  if (wants_help(argc, argv)) return usage_exit(true, kUsage);
   if (argc >= 3 && std::string(argv[0]) == "explain") {
     std::string image, file;
     if (argc == 4 && std::string(argv[1]) == "--image") {
@@ -124,13 +132,7 @@ int cmd_policy(int argc, char** argv) {
     }
     if (!image.empty()) return explain(image, policy, json);
   }
-  if (argc != 3 || std::string(argv[0]) != "set") {
-    std::fprintf(stderr, "usage: dsvmi policy set NAME FILE [--json] [--socket DAEMON]\n"
-                         "       dsvmi policy explain NAME|--image IMAGE FILE [--json] [--socket DAEMON]\n"
-                         "--json: the daemon's reply / one explain record (docs/cli-json.md)\n"
-                         "FILE: docs/policy.md (mode, glob = PATTERN lines, ...)\n");
-    return 2;
-  }
+  if (argc != 3 || std::string(argv[0]) != "set") return usage_exit(false, kUsage);
   Json policy;
   if (Status s = load_policy_file(argv[2], &policy); !s) {
     std::fprintf(stderr, "dsvmi policy: %s\n", s.message().c_str());

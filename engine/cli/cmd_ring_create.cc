@@ -7,6 +7,7 @@
 #include <string>
 
 #include "commands.h"
+#include "usage.h"
 #include "dsvmi/ring_consumer.h"
 
 namespace dsvmi::cli {
@@ -29,16 +30,16 @@ bool ParseRingSize(const char* s, uint64_t* out) {
 
 }  // namespace
 
+constexpr char kUsage[] =
+    "usage: dsvmi ring-create PATH [--size 64M]\n"
+    "Creates a ring file (mode 0600; put it on tmpfs, e.g. /dev/shm) whose data area is\n"
+    "--size bytes (a power of two, 64K..16G; K/M/G suffixes).\n";
+
 int cmd_ring_create(int argc, char** argv) {
   std::string path;
   uint64_t size = 64ull << 20;
   for (int i = 0; i < argc; i++) {
-    if (!std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--help")) {
-      std::printf("usage: dsvmi ring-create PATH [--size 64M]\n"
-                  "Creates a ring file (mode 0600; put it on tmpfs, e.g. /dev/shm) whose data area is\n"
-                  "--size bytes (a power of two, 64K..16G; K/M/G suffixes).\n");
-      return 0;
-    }
+    if (is_help_arg(argv[i])) return usage_exit(true, kUsage);
     if (!std::strcmp(argv[i], "--size")) {
       if (i + 1 >= argc || !ParseRingSize(argv[++i], &size)) {
         std::fprintf(stderr, "dsvmi ring-create: --size needs a size like 64M\n");
@@ -48,13 +49,10 @@ int cmd_ring_create(int argc, char** argv) {
       path = argv[i];
     } else {
       std::fprintf(stderr, "dsvmi ring-create: unexpected argument '%s'\n", argv[i]);
-      return 2;
+      return usage_exit(false, kUsage);
     }
   }
-  if (path.empty()) {
-    std::fprintf(stderr, "usage: dsvmi ring-create PATH [--size 64M]\n");
-    return 2;
-  }
+  if (path.empty()) return usage_exit(false, kUsage);
   std::string err;
   auto ring = RingConsumer::Create(path, size, &err);
   if (!ring) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "usage.h"
 #include "dsvmi/ring_inspect.h"
 #include "dsvmi/stat_json.h"
 #include "json_output.h"
@@ -14,13 +15,12 @@ namespace dsvmi::cli {
 
 int cmd_ring_stat(int argc, char** argv) {
   const bool json = take_flag(&argc, argv, "--json");
-  if (argc != 1 || !std::strcmp(argv[0], "-h") || !std::strcmp(argv[0], "--help")) {
-    std::fprintf(argc == 1 ? stdout : stderr,
-                 "usage: dsvmi ring-stat PATH [--json]\n"
-                 "Shows a ring's geometry, indices, fill, counters and pending lost range.\n"
-                 "Exit status 1 if the header is not a valid dsvmi ring or its indices are out of range.\n"
-                 "--json: one JSON object instead (docs/cli-json.md).\n");
-    return argc == 1 ? 0 : 2;
+  if (argc != 1 || argv[0][0] == '-') {
+    return usage_exit(wants_help(argc, argv),
+                      "usage: dsvmi ring-stat PATH [--json]\n"
+                      "Shows a ring's geometry, indices, fill, counters and pending lost range.\n"
+                      "Exit status 1 if the header is not a valid dsvmi ring or its indices are out of range.\n"
+                      "--json: one JSON object instead (docs/cli-json.md).\n");
   }
   RingSnapshot s;
   std::string err;

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "commands.h"
+#include "usage.h"
 #include "daemon_client.h"
 
 namespace dsvmi::cli {
@@ -44,8 +45,8 @@ int cmd_status(int argc, char** argv) {
     if (a == "--json") json = true;
     else if (a[0] != '-') args.set("name", a);
     else {
-      std::fprintf(a == "--help" ? stdout : stderr, "usage: dsvmi status [NAME] [--json] [--socket DAEMON]\n");
-      return a == "--help" ? 0 : 2;
+      std::fprintf(is_help_arg(a.c_str()) ? stdout : stderr, "usage: dsvmi status [NAME] [--json] [--socket DAEMON]\n");
+      return is_help_arg(a.c_str()) ? 0 : 2;
     }
   }
   Json r;

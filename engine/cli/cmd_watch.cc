@@ -7,6 +7,7 @@
 
 #include "../daemon/line_socket.h"
 #include "commands.h"
+#include "usage.h"
 #include "daemon_client.h"
 
 namespace dsvmi::cli {
@@ -14,8 +15,10 @@ namespace dsvmi::cli {
 int cmd_watch(int argc, char** argv) {
   std::string socket = take_socket_arg(&argc, argv);
   if (argc != 1 || argv[0][0] == '-') {
-    std::fprintf(stderr, "usage: dsvmi watch 'HOST:VM:/PATH-GLOB' [--socket DAEMON]\n");
-    return 2;
+    return usage_exit(wants_help(argc, argv),
+                      "usage: dsvmi watch 'HOST:VM:/PATH-GLOB' [--socket DAEMON]\n"
+                      "Streams the file events of every attached disk whose name matches HOST:VM\n"
+                      "and whose path matches the glob: JSON Lines when stdout is not a terminal.\n");
   }
   int fd;
   if (Status s = daemon_internal::connect_unix(socket, &fd); !s) {

@@ -17,11 +17,14 @@ apt_source_download() {
     printf 'apt-source: apt-cache showsrc %s lists no version (deb-src entry? apt-get update?)\n' "$pkg" >&2
     return 1
   fi
+  # As root, apt hands downloads to user _apt, who may not enter $dir.
+  local sandbox=()
+  [ "$(id -u)" -eq 0 ] && sandbox=(-o APT::Sandbox::User=root)
   : >"$log"
   for v in "${versions[@]}"; do
     printf 'apt-source: trying %s=%s\n' "$pkg" "$v" >&2
     printf '$ apt-get source --download-only %s=%s\n' "$pkg" "$v" >>"$log"
-    if (cd "$dir" && apt-get source --download-only -q "$pkg=$v") >>"$log" 2>&1; then
+    if (cd "$dir" && apt-get source --download-only -q "${sandbox[@]}" "$pkg=$v") >>"$log" 2>&1; then
       printf 'apt-source: using %s=%s\n' "$pkg" "$v" >&2
       printf '%s\n' "$v"
       return 0

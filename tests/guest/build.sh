@@ -16,7 +16,7 @@
 #   kernel.txt    kernel package name and version
 # The kernel is downloaded with `apt-get download` and unpacked with
 # `dpkg-deb -x`: it is never installed on the host.
-set -euo pipefail
+. "$(cd "$(dirname "$0")/../.." && pwd)/scripts/lib/errexit.sh"
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${DSVMI_CACHE_DIR:-$HOME/.cache/dsvmi}

@@ -200,9 +200,11 @@ TEST_F(CaptureCliTest, PausedConsumerLosesFramesAndTheTraceSaysSo) {
 }
 
 TEST_F(CaptureCliTest, TruncatedTraceIsReportedNotReplayedSilently) {
-  start_capture("1M");
+  // 50 requests of at most 70 KB fit a 64 MiB ring whatever the consumer's
+  // pace (a 1 MiB ring dropped requests when the machine was loaded).
+  start_capture("64M");
   std::mt19937_64 rng(5);
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(produce_random(rng));
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(produce_random(rng)) << "dropped request " << i;
   ASSERT_EQ(stop_capture(), 0);
   const auto size = fs::file_size(dir_ / "t.trace");
   fs::resize_file(dir_ / "t.trace", size - 5);
