@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -106,6 +107,36 @@ int json_error(const std::string& message) {
   o.set("error", message);
   print_record(o);
   return 1;
+}
+
+// Progress as --json records (at most every 200 ms), as a bar on a
+// terminal (every 100 ms), or not at all.
+std::function<void(size_t, double)> progress_printer(bool json, bool tty) {
+  auto last = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  auto due = [last](double fraction, int ms) {
+    auto now = std::chrono::steady_clock::now();
+    if (fraction < 1.0 && now - *last < std::chrono::milliseconds(ms)) return false;
+    *last = now;
+    return true;
+  };
+  if (json)
+    return [due](size_t fs, double fraction) {
+      if (!due(fraction, 200)) return;
+      Json p(Json::Object{});
+      p.set("crawl", "progress");
+      p.set("file_system", uint64_t(fs));
+      p.set("fraction", fraction);
+      print_record(p);
+    };
+  if (tty)
+    return [due](size_t fs, double fraction) {
+      if (!due(fraction, 100)) return;
+      const int width = 40, filled = int(fraction * width + 0.5);
+      std::fprintf(stderr, "\rcrawling file system %zu [%.*s%*s] %3d%%", fs + 1, filled,
+                   "########################################", width - filled, "", int(fraction * 100 + 0.5));
+      if (fraction >= 1.0) std::fprintf(stderr, "\n");
+    };
+  return {};
 }
 
 // The human summary; returns the number of file systems whose crawl failed.
@@ -209,29 +240,7 @@ int cmd_crawl(int argc, char** argv) {
   CrawlOptions options;
   options.index_path = index_path;
   const bool tty = isatty(STDERR_FILENO);
-  auto last = std::chrono::steady_clock::now();
-  if (json) {
-    options.progress = [&](size_t fs, double fraction) {
-      auto now = std::chrono::steady_clock::now();
-      if (fraction < 1.0 && now - last < std::chrono::milliseconds(200)) return;
-      last = now;
-      Json p(Json::Object{});
-      p.set("crawl", "progress");
-      p.set("file_system", uint64_t(fs));
-      p.set("fraction", fraction);
-      print_record(p);
-    };
-  } else if (tty) {
-    options.progress = [&](size_t fs, double fraction) {
-      auto now = std::chrono::steady_clock::now();
-      if (fraction < 1.0 && now - last < std::chrono::milliseconds(100)) return;
-      last = now;
-      const int width = 40, filled = int(fraction * width + 0.5);
-      std::fprintf(stderr, "\rcrawling file system %zu [%.*s%*s] %3d%%", fs + 1, filled,
-                   "########################################", width - filled, "", int(fraction * 100 + 0.5));
-      if (fraction >= 1.0) std::fprintf(stderr, "\n");
-    };
-  }
+  options.progress = progress_printer(json, tty);
   CrawlSummary sum;
   s = crawl_disk(*disk, options, &sum);
   if (!s) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The fidelity tests of issue 6 with a real guest kernel (label: integration).
+"""The inference fidelity tests (docs/inference.md) with a real guest kernel (label: integration).
 
 A busybox guest (tests/guest) runs the workload below on an ext4 disk behind
 the dsvmi filter, syncs and powers off. Then, for the engine's output:
