@@ -134,31 +134,28 @@ def probe_kvm(env, work):
 # -- per-boot instruments ------------------------------------------------------
 
 
+def _stat_json(env, command, path):
+    """`dsvmi ring-stat|gate-stat --json PATH` (docs/cli-json.md); {} if unreadable."""
+    p = subprocess.run([env.dsvmi(), command, "--json", str(path)], capture_output=True, text=True)
+    try:
+        return json.loads(p.stdout)
+    except ValueError:
+        return {}
+
+
 def ring_stat(env, ring):
-    p = subprocess.run([env.dsvmi(), "ring-stat", str(ring)], capture_output=True, text=True)
-    out = p.stdout
-    s = {}
-    m = re.search(r"capacity (\d+) bytes", out)
-    if m:
-        s["capacity"] = int(m.group(1))
-    m = re.search(r"fill (\d+) bytes", out)
-    if m:
-        s["fill"] = int(m.group(1))
-    m = re.search(r"produced (\d+) frames / (\d+) bytes, dropped (\d+) frames / (\d+) bytes", out)
-    if m:
-        s.update(produced_frames=int(m.group(1)), produced_bytes=int(m.group(2)),
-                 dropped_frames=int(m.group(3)), dropped_bytes=int(m.group(4)))
+    r = _stat_json(env, "ring-stat", ring)
+    if not r.get("valid"):
+        return {}
+    s = {k: r[k] for k in ("capacity", "produced_frames", "produced_bytes", "dropped_frames", "dropped_bytes")}
+    s["fill"] = r["fill_bytes"]
     return s
 
 
 def gate_stat(env, gate):
-    p = subprocess.run([env.dsvmi(), "gate-stat", str(gate)], capture_output=True, text=True)
-    s = {}
-    for key in ("writes_passed", "bytes_passed", "writes_dropped", "bytes_dropped", "fallbacks"):
-        m = re.search(key.replace("_", r"[_ ]") + r"\D{0,3}(\d+)", p.stdout)
-        if m:
-            s[key] = int(m.group(1))
-    s["raw"] = p.stdout.strip()
+    g = _stat_json(env, "gate-stat", gate)
+    s = {k: g[k] for k in ("writes_passed", "bytes_passed", "writes_dropped", "bytes_dropped", "fallbacks") if k in g}
+    s["raw"] = g
     return s
 
 

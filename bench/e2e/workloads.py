@@ -64,7 +64,7 @@ def andrew(p):
         make = "(cd $dst/c1 && cc -O2 -c adler32.c compress.c crc32.c uncompr.c && ls *.o > /dev/null)"
     else:
         make = "(cd $dst/c1 && ./configure > /dev/null && make -j1 libz.a > /dev/null)"
-    # Modified Andrew Benchmark shape (seed §2.8.3) on Debian's zlib source
+    # Modified Andrew Benchmark shape (docs/benchmarks.md) on Debian's zlib source
     # tree, copied `copies` times side by side for MakeDir/Copy/ScanDir/ReadAll.
     return rf"""
 src=/bench/src/tree
@@ -122,7 +122,7 @@ rm -rf /bench/tmp/bonnie
 
 
 def install(p):
-    # Software install (seed §2.8.4): dpkg -i of .debs downloaded beforehand
+    # Software install (docs/benchmarks.md): dpkg -i of .debs downloaded beforehand
     # (every dependency the base lacks is in the set); policy-rc.d keeps the
     # daemons from starting.
     return rf"""

@@ -6,20 +6,28 @@
 #include "commands.h"
 #include "usage.h"
 #include "dsvmi/gate_inspect.h"
+#include "dsvmi/stat_json.h"
+#include "json_output.h"
 
 namespace dsvmi::cli {
 
 int cmd_gate_stat(int argc, char** argv) {
+  const bool json = take_flag(&argc, argv, "--json");
   if (argc != 1 || argv[0][0] == '-') {
     return usage_exit(wants_help(argc, argv),
-                      "usage: dsvmi gate-stat PATH\n"
+                      "usage: dsvmi gate-stat PATH [--json]\n"
                       "Validates the published generation of a gate file and prints it with the\n"
-                      "reader's counters (counters and error are written by QEMU: informational).\n");
+                      "reader's counters (counters and error are written by QEMU: informational).\n"
+                      "--json: one JSON object instead (docs/cli-json.md).\n");
   }
   GateSnapshot s;
   if (Status st = inspect_gate(argv[0], &s); !st) {
     std::fprintf(stderr, "gate-stat: %s\n", st.message().c_str());
     return 1;
+  }
+  if (json) {
+    print_record(gate_snapshot_json(argv[0], s));
+    return 0;
   }
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::printf("path: %s\n", argv[0]);

@@ -8,13 +8,13 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "commands.h"
 #include "usage.h"
 #include "daemon_client.h"
+#include "json_output.h"
 #include "policy_file.h"
 
 namespace dsvmi::cli {
@@ -27,60 +27,91 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-int explain(const std::string& image, const Json& policy) {
+// What the crawl of `image` with `policy` would put into the gate: the
+// crawl's summary and gate records (docs/cli-json.md) into one record.
+Status explain_record(const std::string& image, const Json& policy, Json* out) {
+  *out = Json(Json::Object{});
+  out->set("policy", "explain");
+  out->set("image", image);
+  out->set("mode", policy.get_string("mode", "low-overhead"));
   if (policy.get_string("mode", "low-overhead") == "full") {
-    std::printf("mode full: the gate passes every write (100%% of %s)\n", image.c_str());
-    return 0;
+    out->set("passes_fraction", 1.0);
+    return Status::ok();
   }
   char exe[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return 1;
+  if (n <= 0) return Status::error("cannot find the dsvmi binary (/proc/self/exe)");
   exe[n] = 0;
   std::string scratch = "/dev/shm/dsvmi-explain-" + std::to_string(::getpid());
-  std::string cmd = shell_quote(exe) + " crawl " + shell_quote(image) + " --index " + shell_quote(scratch + ".index") +
-                    " --gate " + shell_quote(scratch + ".gate");
+  std::string cmd = shell_quote(exe) + " crawl --json " + shell_quote(image) + " --index " +
+                    shell_quote(scratch + ".index") + " --gate " + shell_quote(scratch + ".gate");
   const Json* globs = policy.get("globs");
   if (!globs || globs->as_array().empty()) cmd += " --policy metadata";
   else
     for (const auto& g : globs->as_array()) cmd += " --glob " + shell_quote(g.as_string());
-  cmd += " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
+  Json summary, gate;
+  std::string error;
+  char buf[65536];
+  while (p && std::fgets(buf, sizeof buf, p)) {
+    Json rec;
+    if (!Json::parse(buf, &rec) || !rec.is_object()) continue;
+    std::string kind = rec.get_string("crawl");
+    if (kind == "summary") summary = rec;
+    else if (kind == "gate") gate = rec;
+    else if (kind == "error") error = rec.get_string("error");
+  }
   int st = p ? ::pclose(p) : -1;
   ::unlink((scratch + ".index").c_str());
   ::unlink((scratch + ".gate").c_str());
-  if (st != 0) {
-    std::fprintf(stderr, "dsvmi policy: crawl of %s failed: %s", image.c_str(), out.c_str());
+  if (st != 0 || !summary.is_object() || !gate.is_object())
+    return Status::error("crawl of " + image + " failed: " + (error.empty() ? "exit status " + std::to_string(st) : error));
+  const Json* fss = summary.get("file_systems");
+  if (!fss || fss->as_array().empty())
+    return Status::error("no supported file system on " + image + " (dsvmi watches ext2/3/4)");
+  uint64_t disk = summary.get_uint64("disk_size"), bytes = gate.get_uint64("grains") * gate.get_uint64("grain_size");
+  out->set("disk_size", disk);
+  out->set("passes_bytes", bytes);
+  out->set("passes_fraction", disk ? double(bytes) / double(disk) : 0.0);
+  out->set("gate", gate);
+  return Status::ok();
+}
+
+int explain(const std::string& image, const Json& policy, bool json) {
+  Json r;
+  if (Status s = explain_record(image, policy, &r); !s) {
+    std::fprintf(stderr, "dsvmi policy: %s\n", s.message().c_str());
     return 1;
   }
-  if (out.find("total        0 file system(s)") != std::string::npos) {
-    std::fprintf(stderr, "dsvmi policy: no supported file system on %s (dsvmi watches ext2/3/4)\n", image.c_str());
-    return 1;
+  if (json) {
+    print_record(r);
+    return 0;
   }
-  // The crawl's own gate line says what passes and why.
-  size_t g = out.find("\ngate ");
-  std::string why = g == std::string::npos ? out : out.substr(g + 1);
-  unsigned long long grains = 0, grain = 4096, disk = 0;
-  std::sscanf(why.c_str(), "gate %*s policy %*s %llu grains of %llu bytes", &grains, &grain);
-  size_t d = out.find("bytes), partition");
-  if (size_t o = out.rfind('(', d); d != std::string::npos && o != std::string::npos) disk = std::strtoull(out.c_str() + o + 1, nullptr, 10);
-  std::printf("%s", why.c_str());
-  if (disk) std::printf("passes %.2f%% of the disk (%llu of %llu bytes); every other write is dropped\n",
-                        100.0 * double(grains * grain) / double(disk), grains * grain, disk);
+  const Json* g = r.get("gate");
+  if (!g) {
+    std::printf("mode full: the gate passes every write (100%% of %s)\n", image.c_str());
+    return 0;
+  }
+  auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  std::printf("policy %s, %llu grains of %llu bytes set (metadata blocks %llu, data blocks %llu of %llu files)\n",
+              g->get_string("policy").c_str(), u(g->get_uint64("grains")), u(g->get_uint64("grain_size")),
+              u(g->get_uint64("metadata_blocks")), u(g->get_uint64("data_blocks")), u(g->get_uint64("matched_files")));
+  std::printf("passes %.2f%% of the disk (%llu of %llu bytes); every other write is dropped\n",
+              100.0 * r.get_number("passes_fraction"), u(r.get_uint64("passes_bytes")), u(r.get_uint64("disk_size")));
   return 0;
 }
 
 constexpr char kUsage[] =
-    "usage: dsvmi policy set NAME FILE [--socket DAEMON]\n"
-    "       dsvmi policy explain NAME|--image IMAGE FILE [--socket DAEMON]\n"
+    "usage: dsvmi policy set NAME FILE [--json] [--socket DAEMON]\n"
+    "       dsvmi policy explain NAME|--image IMAGE FILE [--json] [--socket DAEMON]\n"
+    "--json: the daemon's reply / one explain record (docs/cli-json.md)\n"
     "FILE: docs/policy.md (mode, glob = PATTERN lines, ...)\n";
 
 }  // namespace
 
 int cmd_policy(int argc, char** argv) {
   std::string socket = take_socket_arg(&argc, argv);
+  const bool json = take_flag(&argc, argv, "--json");
   if (wants_help(argc, argv)) return usage_exit(true, kUsage);
   if (argc >= 3 && std::string(argv[0]) == "explain") {
     std::string image, file;
@@ -99,7 +130,7 @@ int cmd_policy(int argc, char** argv) {
       std::fprintf(stderr, "dsvmi policy: %s\n", s.message().c_str());
       return 1;
     }
-    if (!image.empty()) return explain(image, policy);
+    if (!image.empty()) return explain(image, policy, json);
   }
   if (argc != 3 || std::string(argv[0]) != "set") return usage_exit(false, kUsage);
   Json policy;
@@ -114,6 +145,10 @@ int cmd_policy(int argc, char** argv) {
   if (!args.get("mode")) args.set("mode", "low-overhead");
   Json r;
   if (int rc = call_or_report("policy", socket, "policy-set", args, &r)) return rc;
+  if (json) {
+    print_record(r);
+    return 0;
+  }
   const Json* globs = r.get("globs");
   std::printf("policy of %s: mode %s, globs %s (generation %lld, applied live in %.3f s, gate %lld grains)\n",
               r.get_string("name").c_str(), r.get_string("mode").c_str(), globs ? globs->dump().c_str() : "[]",

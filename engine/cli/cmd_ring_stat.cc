@@ -8,21 +8,29 @@
 #include "commands.h"
 #include "usage.h"
 #include "dsvmi/ring_inspect.h"
+#include "dsvmi/stat_json.h"
+#include "json_output.h"
 
 namespace dsvmi::cli {
 
 int cmd_ring_stat(int argc, char** argv) {
+  const bool json = take_flag(&argc, argv, "--json");
   if (argc != 1 || argv[0][0] == '-') {
     return usage_exit(wants_help(argc, argv),
-                      "usage: dsvmi ring-stat PATH\n"
+                      "usage: dsvmi ring-stat PATH [--json]\n"
                       "Shows a ring's geometry, indices, fill, counters and pending lost range.\n"
-                      "Exit status 1 if the header is not a valid dsvmi ring or its indices are out of range.\n");
+                      "Exit status 1 if the header is not a valid dsvmi ring or its indices are out of range.\n"
+                      "--json: one JSON object instead (docs/cli-json.md).\n");
   }
   RingSnapshot s;
   std::string err;
   if (!InspectRing(argv[0], &s, &err)) {
     std::fprintf(stderr, "dsvmi ring-stat: %s\n", err.c_str());
     return 1;
+  }
+  if (json) {
+    print_record(ring_snapshot_json(argv[0], s));
+    return s.geometry_ok && s.indices_ok ? 0 : 1;
   }
   std::printf("ring %s\n", argv[0]);
   if (!s.geometry_ok) {

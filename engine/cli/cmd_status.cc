@@ -1,4 +1,5 @@
 // dsvmi status [NAME]: what each attachment is doing (or --json for all of it).
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -7,6 +8,33 @@
 #include "daemon_client.h"
 
 namespace dsvmi::cli {
+namespace {
+
+unsigned long long u(uint64_t v) { return v; }
+
+// The ring lines of the human view, from status's "ring" (ring-stat --json).
+void print_ring(const Json& r) {
+  const Json* valid = r.get("valid");
+  if (!valid || !valid->is_bool() || !valid->as_bool()) {
+    std::printf("  ring INVALID: %s\n", r.get_string("error", "unreadable").c_str());
+    return;
+  }
+  uint64_t fill = r.get_uint64("fill_bytes"), cap = r.get_uint64("capacity");
+  std::printf("  ring indices:   producer %llu, consumer %llu, fill %llu bytes (%.1f%%)\n", u(r.get_uint64("producer_index")),
+              u(r.get_uint64("consumer_index")), u(fill), cap ? 100.0 * double(fill) / double(cap) : 0.0);
+  std::printf("  ring producer:  produced %llu frames / %llu bytes, dropped %llu frames / %llu bytes, lost records %llu\n",
+              u(r.get_uint64("produced_frames")), u(r.get_uint64("produced_bytes")), u(r.get_uint64("dropped_frames")),
+              u(r.get_uint64("dropped_bytes")), u(r.get_uint64("lost_records")));
+  if (r.get_uint64("lost_pending_frames") == 0) {
+    std::printf("  ring lost:      none pending\n");
+  } else {
+    std::printf("  ring lost:      pending %llu frames / %llu bytes, disk range [%llu, %llu)\n",
+                u(r.get_uint64("lost_pending_frames")), u(r.get_uint64("lost_pending_bytes")),
+                u(r.get_uint64("lost_offset")), u(r.get_uint64("lost_end")));
+  }
+}
+
+}  // namespace
 
 int cmd_status(int argc, char** argv) {
   std::string socket = take_socket_arg(&argc, argv);
@@ -71,13 +99,13 @@ int cmd_status(int argc, char** argv) {
                   (long long)gate->get_number("bytes_passed"), (long long)gate->get_number("writes_dropped"),
                   (long long)gate->get_number("bytes_dropped"));
     }
-    if (!a.get_string("gate_at_crawl").empty())
-      std::printf("  why (at crawl): %s\n", a.get_string("gate_at_crawl").c_str());
-    std::string ring = a.get_string("ring");
-    for (const char* key : {"indices:", "producer:", "lost:"}) {
-      size_t p = ring.find(key);
-      if (p != std::string::npos) std::printf("  ring %s\n", ring.substr(p, ring.find('\n', p) - p).c_str());
-    }
+    if (const Json* g = a.get("gate_at_crawl"); g && g->is_object())
+      std::printf("  why (at crawl): policy %s, %llu grains of %llu bytes set (metadata blocks %llu, data blocks %llu of "
+                  "%llu files), generation %llu\n",
+                  g->get_string("policy").c_str(), u(g->get_uint64("grains")), u(g->get_uint64("grain_size")),
+                  u(g->get_uint64("metadata_blocks")), u(g->get_uint64("data_blocks")),
+                  u(g->get_uint64("matched_files")), u(g->get_uint64("generation")));
+    if (const Json* ring = a.get("ring"); ring && ring->is_object()) print_ring(*ring);
   }
   return 0;
 }

@@ -1,6 +1,8 @@
 // Recursive-descent JSON parser with a depth limit (no stack exhaustion on
 // "[[[[..."), an input size limit, and strict UTF-8-agnostic string handling:
 // \uXXXX escapes (with surrogate pairs) are encoded as UTF-8.
+#include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -74,6 +76,23 @@ class Parser {
       if (!digits()) return fail("number without exponent digits");
     }
     std::string text(s_.substr(start, p_ - start));
+    if (text.find_first_of(".eE") == std::string::npos) {  // an integer: exact if it fits 64 bits
+      errno = 0;
+      char* end;
+      if (text[0] == '-') {
+        long long v = std::strtoll(text.c_str(), &end, 10);
+        if (errno == 0 && *end == 0) {
+          *out = Json(int64_t(v));
+          return Status::ok();
+        }
+      } else {
+        unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+        if (errno == 0 && *end == 0) {
+          *out = Json(uint64_t(v));
+          return Status::ok();
+        }
+      }
+    }
     *out = Json(std::strtod(text.c_str(), nullptr));
     return Status::ok();
   }
@@ -254,6 +273,32 @@ double Json::get_number(std::string_view key, double def) const {
   const Json* v = get(key);
   return v && v->is_number() ? v->as_number() : def;
 }
+bool Json::get_uint64(uint64_t* v) const {
+  if (type_ != Type::Number) return false;
+  if (rep_ == Rep::Uint) *v = uint_;
+  else if (rep_ == Rep::Int && int_ >= 0) *v = uint64_t(int_);
+  else if (rep_ == Rep::Double && num_ >= 0 && num_ < 18446744073709551616.0 && num_ == std::floor(num_)) *v = uint64_t(num_);
+  else return false;
+  return true;
+}
+bool Json::get_int64(int64_t* v) const {
+  if (type_ != Type::Number) return false;
+  if (rep_ == Rep::Int) *v = int_;
+  else if (rep_ == Rep::Uint && uint_ <= uint64_t(INT64_MAX)) *v = int64_t(uint_);
+  else if (rep_ == Rep::Double && num_ >= -9223372036854775808.0 && num_ < 9223372036854775808.0 && num_ == std::floor(num_)) *v = int64_t(num_);
+  else return false;
+  return true;
+}
+uint64_t Json::get_uint64(std::string_view key, uint64_t def) const {
+  const Json* j = get(key);
+  uint64_t v;
+  return j && j->get_uint64(&v) ? v : def;
+}
+int64_t Json::get_int64(std::string_view key, int64_t def) const {
+  const Json* j = get(key);
+  int64_t v;
+  return j && j->get_int64(&v) ? v : def;
+}
 void Json::set(const std::string& key, Json v) { mutable_object()[key] = std::move(v); }
 
 std::string Json::dump() const {
@@ -268,14 +313,20 @@ void Json::dump_to(std::string* out) const {
     case Type::Bool: *out += bool_ ? "true" : "false"; return;
     case Type::Number: {
       char buf[32];
-      if (!std::isfinite(num_)) {
+      if (rep_ == Rep::Int) {
+        std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(int_));
+        *out += buf;
+      } else if (rep_ == Rep::Uint) {
+        std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(uint_));
+        *out += buf;
+      } else if (!std::isfinite(num_)) {
         *out += "null";
       } else if (num_ == std::floor(num_) && std::fabs(num_) < 9.007199254740992e15) {
         std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(num_));
         *out += buf;
-      } else {
-        std::snprintf(buf, sizeof buf, "%.17g", num_);
-        *out += buf;
+      } else {  // the shortest text that parses back to the same double
+        auto r = std::to_chars(buf, buf + sizeof buf, num_);
+        out->append(buf, r.ptr);
       }
       return;
     }

@@ -23,9 +23,14 @@ class Json {
   Json() = default;
   Json(std::nullptr_t) {}
   Json(bool b) : type_(Type::Bool), bool_(b) {}
-  Json(int v) : type_(Type::Number), num_(v) {}
-  Json(int64_t v) : type_(Type::Number), num_(double(v)) {}
-  Json(uint64_t v) : type_(Type::Number), num_(double(v)) {}
+  // Integers are kept exactly (a 64-bit counter or ring index survives a
+  // dump/parse round trip); as_number() gives any number as a double.
+  Json(int v) : type_(Type::Number), rep_(Rep::Int), int_(v), num_(v) {}
+  Json(unsigned v) : type_(Type::Number), rep_(Rep::Uint), uint_(v), num_(v) {}
+  Json(int64_t v) : type_(Type::Number), rep_(Rep::Int), int_(v), num_(double(v)) {}
+  Json(uint64_t v) : type_(Type::Number), rep_(Rep::Uint), uint_(v), num_(double(v)) {}
+  Json(long long v) : Json(int64_t(v)) {}
+  Json(unsigned long long v) : Json(uint64_t(v)) {}
   Json(double v) : type_(Type::Number), num_(v) {}
   Json(const char* s) : type_(Type::String), str_(s) {}
   Json(std::string s) : type_(Type::String), str_(std::move(s)) {}
@@ -47,6 +52,10 @@ class Json {
 
   bool as_bool() const { return bool_; }
   double as_number() const { return num_; }
+  // True for a number written (or parsed) as an integer that fits the type;
+  // *v gets it exactly.
+  bool get_uint64(uint64_t* v) const;
+  bool get_int64(int64_t* v) const;
   const std::string& as_string() const { return str_; }
   const Array& as_array() const;
   const Object& as_object() const;
@@ -58,6 +67,8 @@ class Json {
   // Convenience lookups with a default when missing or of another type.
   std::string get_string(std::string_view key, std::string def = {}) const;
   double get_number(std::string_view key, double def = 0) const;
+  uint64_t get_uint64(std::string_view key, uint64_t def = 0) const;
+  int64_t get_int64(std::string_view key, int64_t def = 0) const;
   void set(const std::string& key, Json v);
 
   // Compact single-line serialisation (never contains a raw newline).
@@ -65,8 +76,12 @@ class Json {
 
  private:
   void dump_to(std::string* out) const;
+  enum class Rep { Double, Int, Uint };  // how a Number is held
   Type type_ = Type::Null;
+  Rep rep_ = Rep::Double;
   bool bool_ = false;
+  int64_t int_ = 0;
+  uint64_t uint_ = 0;
   double num_ = 0;
   std::string str_;
   std::shared_ptr<Array> arr_;

@@ -3,7 +3,7 @@
 // Opening maps the file and verifies its structure in O(1) time (FlatBuffers
 // Verifier over vectors of fixed-size records, plus the small kind bitmaps);
 // nothing per inode is parsed. Records are materialized one at a time when
-// asked for (seed §2.8.6, lazy loading), and every cross reference inside a
+// asked for (lazy loading, docs/index.md), and every cross reference inside a
 // record is bounds-checked then: the file derives from guest data, so a
 // damaged or hostile index yields an error naming the problem, never a crash.
 //

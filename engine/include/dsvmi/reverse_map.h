@@ -2,7 +2,7 @@
 // mmap'ed FsIndex underneath and a small overlay of changes on top.
 //
 // Why an overlay: the crawl index is large, shared read-only and verified
-// once; the inference engine (issue 6) changes a tiny part of it while the
+// once; the inference engine (docs/inference.md) changes a tiny part of it while the
 // guest runs. Updates touch only the overlay (an ordered map of
 // non-overlapping block runs, O(log n) per update), lookups consult the
 // overlay first and fall back to the index. A later crawl (or a compaction

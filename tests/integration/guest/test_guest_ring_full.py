@@ -20,7 +20,7 @@ usage: test_guest_ring_full.py --build-dir BUILD
 """
 
 import argparse
-import re
+import json
 import shutil
 import sys
 import time
@@ -42,9 +42,10 @@ sync
 
 
 def ring_stat(env, ring):
-    r = guest.run([env.dsvmi(), "ring-stat", ring], check=False)
+    """`dsvmi ring-stat --json` (docs/cli-json.md) as a dict."""
+    r = guest.run([env.dsvmi(), "ring-stat", "--json", ring], check=False)
     assert r.returncode == 0, f"dsvmi ring-stat failed ({r.returncode}): {r.stdout}{r.stderr}"
-    return r.stdout
+    return json.loads(r.stdout)
 
 
 def main():
@@ -68,15 +69,15 @@ def main():
         vm.wait_for_console("DSVMI-PHASE1-DONE", 240)
         stat = ring_stat(env, ring)
         print(stat)
-        dropped = int(re.search(r"dropped (\d+) frames", stat).group(1))
+        dropped = stat["dropped_frames"]
         assert dropped > 0, "a paused 64 KiB ring must overflow under MBs of writes"
-        assert "lost:      pending" in stat, "ring-stat shows no pending lost range"
+        assert stat["lost_consistent"] and stat["lost_pending_frames"] > 0, "ring-stat shows no pending lost range"
         capture.resume()
         # Wait (on state, not on time) until the consumer has drained the ring.
-        last = ""
+        last = {}
         for _ in range(1200):
             last = ring_stat(env, ring)
-            if "fill 0 bytes" in last:
+            if last["fill_bytes"] == 0:
                 break
             time.sleep(0.05)
         else:
@@ -99,9 +100,8 @@ def main():
     # band yet: ring-stat shows them as the pending lost range.
     final = ring_stat(env, ring)
     print(final)
-    m = re.search(r"lost:\s+pending (\d+) frames", final)
-    assert m or "none pending" in final, f"ring-stat lost line: {final}"
-    pending = int(m.group(1)) if m else 0
+    assert final["lost_consistent"], f"ring-stat lost mirror: {final}"
+    pending = final["lost_pending_frames"]
     assert stats["producer_dropped_frames"] >= dropped > 0, stats
     assert stats["lost_records"] >= 1, f"no Lost frame in the trace: {stats}"
     assert stats["lost_frames"] + pending == stats["producer_dropped_frames"], \

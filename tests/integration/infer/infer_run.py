@@ -7,6 +7,7 @@ the two modes of the inference tests:
         with the live disk.
 Both return the engine's output for the checks of the calling test."""
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ class EngineRun:
     events: Path        # JSON Lines events
     state: str          # --state output
     stats: str          # stderr (the --stats line)
-    gate_stat: str = ""  # low mode: `dsvmi gate-stat` of the gate after the run
+    gate_stat: dict = None  # low mode: `dsvmi gate-stat --json` of the gate after the run (docs/cli-json.md)
 
 
 def run_full(env, work, workload, original, disk, ring_name, guest_timeout=600, extra_append=""):
@@ -75,7 +76,7 @@ def run_low(env, work, workload, original, disk, ring_name, watch, guest_timeout
                 engine.send_signal(signal.SIGTERM)
                 rc = engine.wait(timeout=120)
         assert rc == 0, f"dsvmi run exited {rc}: {log.read_text()[-2000:]}"
-        gs = guest.run([env.dsvmi(), "gate-stat", gate]).stdout
+        gs = json.loads(guest.run([env.dsvmi(), "gate-stat", "--json", gate]).stdout)
         return EngineRun(events, state_path.read_text(), log.read_text(), gs)
     finally:
         guest.remove_quietly(gate)

@@ -126,8 +126,7 @@ def main():
                 engine.send_signal(signal.SIGTERM)
                 rc = engine.wait(timeout=120)
         assert rc == 0, f"dsvmi run exited {rc}: {log.read_text()[-2000:]}"
-        gs = guest.run([env.dsvmi(), "gate-stat", gate]).stdout
-        print(gs.strip())
+        print(guest.run([env.dsvmi(), "gate-stat", "--json", gate]).stdout.strip())
     finally:
         guest.remove_quietly(gate)
 

@@ -8,6 +8,7 @@ usage: test_crawl_nbd.py --build-dir BUILD   (needs DSVMI_QEMU_PREFIX)
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -66,9 +67,10 @@ def main():
                     raise SystemExit(f"FAIL: qemu-nbd did not start: {nbd.stderr.read()}")
                 time.sleep(0.05)
             index = tmp / "nbd.dsvx"
-            summary = run([dsvmi, "crawl", f"nbd+unix:///?socket={sock}", "--index", index])
-            print(summary)
-            assert "gpt" in summary.lower(), "the crawl did not see the GPT partition table"
+            out = run([dsvmi, "crawl", "--json", f"nbd+unix:///?socket={sock}", "--index", index])
+            print(out)
+            summary = [r for r in map(json.loads, out.splitlines()) if r.get("crawl") == "summary"]
+            assert summary and summary[0]["partition_table"] == "gpt", "the crawl did not see the GPT partition table"
         finally:
             nbd.terminate()
             nbd.wait(timeout=10)

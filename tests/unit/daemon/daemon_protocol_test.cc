@@ -80,6 +80,36 @@ TEST(Json, RejectsBadInputWithOffsets) {
   EXPECT_TRUE(Json::parse(ok64, &j));
 }
 
+// Counters and ring indices are 64-bit: they survive a round trip exactly
+// (a double would turn 2^64-1 into 2^64 and 2^53+1 into 2^53).
+TEST(Json, IntegersAreExact) {
+  Json j;
+  ASSERT_TRUE(Json::parse("[18446744073709551615, 9007199254740993, -9223372036854775808, 1.5, 1e3, 18446744073709551616]", &j));
+  const auto& a = j.as_array();
+  uint64_t u = 0;
+  int64_t i = 0;
+  ASSERT_TRUE(a[0].get_uint64(&u));
+  EXPECT_EQ(u, UINT64_MAX);
+  EXPECT_FALSE(a[0].get_int64(&i));
+  ASSERT_TRUE(a[1].get_uint64(&u));
+  EXPECT_EQ(u, 9007199254740993ull);
+  ASSERT_TRUE(a[2].get_int64(&i));
+  EXPECT_EQ(i, INT64_MIN);
+  EXPECT_FALSE(a[2].get_uint64(&u));
+  EXPECT_FALSE(a[3].get_uint64(&u));
+  EXPECT_DOUBLE_EQ(a[3].as_number(), 1.5);
+  ASSERT_TRUE(a[4].get_uint64(&u));  // an integral double is still an integer
+  EXPECT_EQ(u, 1000u);
+  EXPECT_FALSE(a[5].get_uint64(&u));  // beyond 64 bits: a double, not an integer (its shortest text has no exponent)
+  EXPECT_EQ(j.dump(), "[18446744073709551615,9007199254740993,-9223372036854775808,1.5,1000,18446744073709551616]");
+  EXPECT_EQ(Json(uint64_t(UINT64_MAX)).dump(), "18446744073709551615");
+  EXPECT_EQ(Json(int64_t(-5)).dump(), "-5");
+  Json o(Json::Object{});
+  o.set("n", uint64_t(1) << 63);
+  EXPECT_EQ(o.get_uint64("n"), uint64_t(1) << 63);
+  EXPECT_EQ(o.get_uint64("missing", 7), 7u);
+}
+
 TEST(Json, CopiesDoNotAlias) {
   Json a(Json::Object{});
   a.set("x", 1);
@@ -699,6 +729,107 @@ TEST_F(DaemonWithCliTest, UnpatchedQemuIsNamedAndRolledBack) {
   while (ls && std::fgets(buf, sizeof buf, ls)) left += buf;
   if (ls) ::pclose(ls);
   EXPECT_EQ(left, "") << "left behind in the state dir";
+}
+
+// The daemon against the real subcommands (crawl --json, ring-create,
+// gate-create, run) on a real ext4 image (mkfs.ext4 is the oracle of what is
+// on it): attach reaches running, status carries the crawl's gate record
+// and the ring and gate headers as read in process (their geometry is what
+// attach asked for), a live policy change is confirmed by the real engine,
+// detach drains and cleans up. FakeQmp stands in for QEMU only.
+class DaemonRealCliTest : public DaemonWithCliTest {
+ protected:
+  void SetUp() override {
+    DaemonWithCliTest::SetUp();
+    image_ = dir_ + "/disk.img";
+    ASSERT_EQ(std::system(("truncate -s 64M " + image_ + " && mkfs.ext4 -q -F -b 4096 " + image_).c_str()), 0);
+  }
+  std::unique_ptr<FakeQmp> qmp(const std::string& image) {
+    std::string nodes = R"({"return": [{"node-name": "disk-fmt", "drv": "raw", "file": ")" + image +
+                        R"(", "image": {"virtual-size": 67108864}}]})";
+    return std::make_unique<FakeQmp>(dir_ + "/qmp.sock", [nodes](const std::string& cmd, const Json&) {
+      if (cmd == "query-named-block-nodes") return nodes;
+      if (cmd == "query-block") return std::string(kBlock);
+      return std::string(R"({"return": {}})");
+    });
+  }
+  Json args() {
+    Json a(Json::Object{});
+    a.set("qmp", dir_ + "/qmp.sock");
+    a.set("node", "disk-fmt");
+    a.set("name", "h:v:d");
+    a.set("ring_size", "1M");
+    return a;
+  }
+  std::string image_;
+};
+
+TEST_F(DaemonRealCliTest, AttachPolicySetDetachWithTheRealEngine) {
+  auto q = qmp(image_);
+  Json r;
+  ASSERT_TRUE(daemon_call(socket_, "attach", args(), &r)) << "attach";
+  Json st;
+  ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &st));
+  ASSERT_EQ(st.as_array().size(), 1u);
+  const Json& a = st.as_array()[0];
+  EXPECT_EQ(a.get_string("state"), "running") << a.dump();
+  const Json* ring = a.get("ring");
+  ASSERT_TRUE(ring && ring->is_object()) << a.dump();
+  EXPECT_TRUE(ring->get("valid")->as_bool()) << ring->dump();
+  EXPECT_EQ(ring->get_uint64("capacity"), 1u << 20) << ring->dump();
+  const Json* gate = a.get("gate");
+  ASSERT_TRUE(gate && gate->is_object()) << a.dump();
+  EXPECT_EQ(gate->get_uint64("disk_size"), 67108864u) << gate->dump();
+  EXPECT_EQ(gate->get_string("mode"), "set") << gate->dump();  // the crawl replaced pass-all
+  const Json* why = a.get("gate_at_crawl");
+  ASSERT_TRUE(why && why->is_object()) << a.dump();
+  EXPECT_EQ(why->get_string("policy"), "metadata");
+  EXPECT_GT(why->get_uint64("metadata_blocks"), 0u);
+  EXPECT_GT(gate->get_uint64("set_grains"), 0u);
+  ASSERT_TRUE(a.get("ring_counters")->get("lag_bytes")) << a.dump();
+
+  Json p(Json::Object{});
+  p.set("name", "h:v:d");
+  p.set("globs", Json(Json::Array{Json("/data/**")}));
+  ASSERT_TRUE(daemon_call(socket_, "policy-set", p, &r)) << "policy-set";
+  EXPECT_EQ(r.get_number("generation"), 2);
+  ASSERT_EQ(r.get("globs")->as_array().size(), 1u);
+
+  Json d(Json::Object{});
+  d.set("name", "h:v:d");
+  ASSERT_TRUE(daemon_call(socket_, "detach", d, &r)) << "detach";
+  EXPECT_TRUE(r.get("problems")->as_array().empty()) << r.dump();
+  EXPECT_EQ(r.get_string("engine_exit"), "status 0") << r.dump();
+}
+
+// A disk without a supported file system: the crawl's summary record says
+// so (no file systems, what it skipped), the attach is refused and undone.
+TEST_F(DaemonRealCliTest, NoFileSystemIsNamedAndRolledBack) {
+  std::string blank = dir_ + "/blank.img";
+  ASSERT_EQ(std::system(("truncate -s 64M " + blank).c_str()), 0);
+  auto q = qmp(blank);
+  Json r;
+  Status s = daemon_call(socket_, "attach", args(), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("no supported file system"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("skipped partition 0"), std::string::npos) << s.message();
+  EXPECT_EQ(std::count(q->commands.begin(), q->commands.end(), "blockdev-del"), 1);
+  ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
+  EXPECT_TRUE(r.as_array().empty());
+}
+
+// A crawl that cannot read the disk (here an NBD export whose server is a
+// fake that listens nowhere): its error record is the attach's error.
+TEST_F(DaemonRealCliTest, CrawlErrorRecordIsTheAttachError) {
+  auto q = qmp(dir_ + "/no-such-image.qcow2");  // not a plain file: read over NBD
+  Json r;
+  Status s = daemon_call(socket_, "attach", args(), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("crawl of nbd+unix:///"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find(" failed: "), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find("exited with status"), std::string::npos) << "no error record: " << s.message();
+  EXPECT_EQ(s.message().find('\n'), std::string::npos) << s.message();
+  EXPECT_EQ(std::count(q->commands.begin(), q->commands.end(), "block-export-del"), 1);
 }
 #endif
 

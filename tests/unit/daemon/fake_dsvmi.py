@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in for the `dsvmi` subcommands the daemon runs (daemon_protocol_test):
-ring-create, gate-create, ring-stat, gate-stat, crawl, run. Behaviour is set
-by environment variables of the daemon process:
+ring-create, gate-create, crawl --json, run. It speaks their documented
+records (docs/cli-json.md, docs/events.md). Behaviour is set by environment
+variables of the daemon process:
 
   FAKE_CRAWL_SECONDS   how long the crawl takes (progress lines meanwhile)
   FAKE_CRAWL_FAIL      crawl exits 1 with this message
@@ -32,23 +33,23 @@ def opt(name):
 
 if cmd in ("ring-create", "gate-create"):
     open(args[0], "w").close()
-elif cmd == "ring-stat":
-    print("indices: producer 4096, consumer 4096")
-    print("producer: produced 10 frames / 40960 bytes, dropped 0 frames / 0 bytes, lost records 0")
-elif cmd == "gate-stat":
-    print("mode: set\nset_bytes: 8192\nwrites_passed: 3\nbytes_passed: 12288\nwrites_dropped: 1\nbytes_dropped: 4096")
 elif cmd == "crawl":
+    assert "--json" in args, "the daemon reads the crawl's JSON records"
     if os.environ.get("FAKE_CRAWL_FAIL"):
-        print(f"dsvmi crawl: {os.environ['FAKE_CRAWL_FAIL']}", file=sys.stderr)
+        print(json.dumps({"crawl": "error", "error": os.environ["FAKE_CRAWL_FAIL"]}), flush=True)
         sys.exit(1)
     total = float(os.environ.get("FAKE_CRAWL_SECONDS", "0"))
     steps = 20
     for i in range(steps + 1):
-        print(f"progress 0 {i / steps:.4f}", file=sys.stderr, flush=True)
+        print(json.dumps({"crawl": "progress", "file_system": 0, "fraction": i / steps}), flush=True)
         if i < steps:
             time.sleep(total / steps)
     open(opt("--index"), "w").close()
-    print("total        1 file system(s), 12 inodes, index 4096 bytes (341.3 bytes/inode), 0.001 s")
+    fs = {"partition": 0, "type": "ext4", "offset": 0, "size": 67108864, "block_size": 4096, "uuid": "u",
+          "label": "", "inodes": 12, "files": 1, "directories": 2, "metadata_blocks": 10, "problems": 0, "error": None}
+    print(json.dumps({"crawl": "summary", "disk": args[0], "disk_size": 67108864, "partition_table": "whole-disk",
+                      "warnings": [], "file_systems": [fs], "skipped": [], "inodes": 12, "index_bytes": 4096,
+                      "seconds": 0.001, "index": opt("--index")}), flush=True)
 elif cmd == "run":
     log(f"run {os.getpid()} started {' '.join(args)}")
     if os.environ.get("FAKE_RUN_FAIL"):

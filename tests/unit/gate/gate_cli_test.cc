@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "dsvmi/daemon_json.h"
 #include "dsvmi/gate.h"
 #include "gate_test_util.h"
 
@@ -64,6 +65,18 @@ TEST(GateCli, CreateSetStatDriveTheReader) {
   EXPECT_NE(out.find("set_grains: " + std::to_string(set) + "\n"), std::string::npos) << out;
   EXPECT_NE(out.find("mode: set\n"), std::string::npos) << out;
   EXPECT_NE(out.find("writes_passed: "), std::string::npos) << out;
+  // The same snapshot as JSON (docs/cli-json.md), numbers exact.
+  out = run("gate-stat --json " + path.str(), &rc);
+  ASSERT_EQ(rc, 0) << out;
+  Json j;
+  ASSERT_TRUE(Json::parse(out, &j)) << out;
+  EXPECT_EQ(j.get_uint64("set_grains"), set) << out;
+  EXPECT_EQ(j.get_uint64("set_bytes"), set * 4096) << out;
+  EXPECT_EQ(j.get_uint64("disk_size"), disk) << out;
+  EXPECT_EQ(j.get_uint64("generation"), 3u) << out;
+  EXPECT_EQ(j.get_string("mode"), "set") << out;
+  EXPECT_TRUE(j.get("valid") && j.get("valid")->as_bool()) << out;
+  ASSERT_TRUE(j.get("reader_view") && j.get("reader_view")->is_object()) << out;  // the reader above holds a view
 
   // drop-all while the reader is attached, then a bad range is refused whole
   out = run("gate-set " + path.str() + " --mode drop-all", &rc);
@@ -76,6 +89,8 @@ TEST(GateCli, CreateSetStatDriveTheReader) {
   out = run("gate-set " + path.str() + " --add 12:oops", &rc);
   EXPECT_EQ(rc, 1) << out;
   out = run("gate-stat /nonexistent/gate", &rc);
+  EXPECT_EQ(rc, 1) << out;
+  out = run("gate-stat --json /nonexistent/gate", &rc);
   EXPECT_EQ(rc, 1) << out;
   dsvmi_gate_reader_close(r);
 }

@@ -20,6 +20,7 @@
 #include "dsvmi/inference.h"
 #include "dsvmi/latency.h"
 #include "dsvmi/ring.h"
+#include "dsvmi/ring_inspect.h"
 #include "infer_oracle.h"
 
 extern char** environ;
@@ -512,10 +513,11 @@ class DrainOnStop : public LiveImage {
   }
 
   uint64_t producer_index() {
-    std::string out = run(std::string(DSVMI_BIN) + " ring-stat " + quote(tmp_ / "ring"));
-    std::smatch m;
-    EXPECT_TRUE(std::regex_search(out, m, std::regex(R"(producer (\d+), consumer)"))) << out;
-    return m.empty() ? 0 : std::stoull(m[1]);
+    RingSnapshot s;
+    std::string err;
+    EXPECT_TRUE(InspectRing(tmp_ / "ring", &s, &err)) << err;
+    EXPECT_TRUE(s.geometry_ok && s.indices_ok) << s.geometry_error;
+    return s.producer_index;
   }
 
   std::vector<std::string> all_lines() {

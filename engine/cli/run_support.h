@@ -1,0 +1,44 @@
+// What `dsvmi run` (cmd_run.cc) needs besides its loop: the policy it runs
+// with (--policy arguments merged with --policy-file), its engine records
+// (docs/events.md, "Engine records"), usage and the --stats line.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "dsvmi/inference.h"
+#include "dsvmi/latency.h"
+#include "dsvmi/policy.h"
+#include "dsvmi/status.h"
+
+namespace dsvmi::cli {
+
+// The policy: --policy arguments (fixed for the run) merged with
+// --policy-file (re-read on SIGHUP): globs are the union; full mode (or
+// --policy pass-all) watches every file and opens the gate.
+struct ArgPolicy {
+  bool any = false, pass_all = false;
+  std::vector<std::string> globs;
+};
+struct FilePolicy {
+  std::string mode = "low-overhead";
+  std::vector<std::string> globs;
+  bool has_ttl = false, has_max = false;
+  uint64_t ttl_ns = 0, max_bytes = 0;
+};
+
+Status read_policy_file(const std::string& path, FilePolicy* out);
+GatePolicy merge_policy(const ArgPolicy& args, const FilePolicy* file);
+const char* mode_name(const GatePolicy& p);
+
+// Engine status records: one JSON object per line on the event stream, key
+// "engine", never "event"; flushed at once.
+void write_record(FILE* out, const std::string& line);
+void policy_record(FILE* out, uint64_t generation, const Status& s, const GatePolicy& p, const PolicyApplyResult& r);
+void latency_json(const LatencyHistogram& h, std::string* l);
+
+void run_usage(FILE* out);
+void print_stats(const InferenceStats& s);
+
+}  // namespace dsvmi::cli
