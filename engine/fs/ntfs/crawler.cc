@@ -321,7 +321,6 @@ void Crawler::finish_file(FileRecord& f) {
     if (f.index_bitmap.non_resident)
       for (const Run& r : f.index_bitmap.runs)
         if (!r.sparse && !hidden) sink_.blocks(BlockKind::MapNode, r.lcn, r.length, f.record, r.vcn);
-    directories_[f.record] = f.sequence;
   } else {
     auto main = f.data.find("");
     if (main == f.data.end()) {
@@ -369,6 +368,8 @@ void Crawler::finish_file(FileRecord& f) {
     }
   }
   in.mode = mode_of(in.type, f.si.dos_attributes);
+  // Names may point into a directory; a junction is a symlink, not a parent.
+  if (in.type == FileType::Directory) directories_[f.record] = f.sequence;
 
   for (const auto& [name, s] : f.data) {
     if (name.empty()) continue;
