@@ -1,6 +1,7 @@
 // The outside oracles for NTFS crawls: The Sleuth Kit (`fls -r -p`, `istat`,
 // `icat`), ntfs-3g (the volume mounted read-only through FUSE and walked
-// with lstat/readlink/listxattr; `ntfsinfo -m` for the geometry) and a crawl
+// with lstat/readlink/listxattr; `ntfsinfo -m` for the geometry), libfsntfs
+// (`fsntfsinfo -H`: paths and streams) and a crawl
 // recorded by the RecordingSink turned into paths.
 #pragma once
 
@@ -12,6 +13,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -113,6 +115,26 @@ inline TskStat tsk_istat(const std::string& tsk_image, uint64_t addr) {
     }
   }
   return st;
+}
+
+// `fsntfsinfo -H` (libyal's libfsntfs): every path ('\\' turned into '/'),
+// without NTFS's own files; "file:stream" lines go to *streams.
+inline std::set<std::string> fsntfs_paths(const std::string& image, uint64_t offset,
+                                          std::map<std::string, std::set<std::string>>* streams) {
+  std::set<std::string> out;
+  std::istringstream text(run("fsntfsinfo -H -o " + std::to_string(offset) + " " + quote(image)));
+  for (std::string l; std::getline(text, l);) {
+    if (l.empty() || l[0] != '\\' || l.rfind("\\$", 0) == 0) continue;
+    for (char& c : l)
+      if (c == '\\') c = '/';
+    const size_t slash = l.rfind('/'), colon = l.find(':', slash);
+    if (colon != std::string::npos) {
+      (*streams)[l.substr(0, colon)].insert(l.substr(colon + 1));
+      continue;
+    }
+    out.insert(l);
+  }
+  return out;
 }
 
 // One file as ntfs-3g shows it through its FUSE mount.
