@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# Makes (or reuses) an ext4 (or FAT32) image with about N in-use inodes for
-# bench_crawl, shaped like the seed's Table 2.2 experiment (empty files made
-# by `touch`), but spread over directories of 1000 files (one 1M-entry
-# directory is a pathological htree, not a typical disk; FAT caps a directory
-# at 65536 entries). Cached outside the checkout:
-#   bench/make_crawl_image.sh 1000000        -> prints the image path
+# Makes (or reuses) an image with about N in-use inodes for bench_crawl,
+# shaped like the seed's Table 2.2 experiment (empty files made by `touch`),
+# but spread over directories of 1000 files (one 1M-entry directory is a
+# pathological htree, not a typical disk; FAT caps a directory at 65536
+# entries). Cached outside the checkout:
+#   bench/make_crawl_image.sh 1000000        -> ext4; prints the image path
 #   bench/make_crawl_image.sh 100000 vfat    -> the same tree on FAT32 (mcopy)
+#   bench/make_crawl_image.sh 100000 ntfs    -> on NTFS (mkntfs, 4 KiB clusters,
+#                                               written through ntfs-3g over FUSE:
+#                                               mkntfs has no -d)
 set -euo pipefail
-N=${1:?usage: make_crawl_image.sh INODES [ext4|vfat]}
+N=${1:?usage: make_crawl_image.sh INODES [ext4|vfat|ntfs]}
 FS=${2:-ext4}
 CACHE=${DSVMI_CACHE_DIR:-/var/tmp/dsvmi-cache}
-IMG=$CACHE/crawl-${N}.img
-[ "$FS" = vfat ] && IMG=$CACHE/crawl-${N}-vfat.img
+case "$FS" in
+  ext4) IMG=$CACHE/crawl-${N}.img ;;
+  vfat) IMG=$CACHE/crawl-${N}-vfat.img ;;
+  ntfs) IMG=$CACHE/crawl-ntfs-${N}.img ;;
+  *) echo "make_crawl_image.sh: unknown file system '$FS' (ext4, vfat or ntfs)" >&2; exit 2 ;;
+esac
 mkdir -p "$CACHE"
 if [ ! -s "$IMG" ]; then
   TREE=$(mktemp -d "$CACHE/tree.XXXXXX")
-  trap 'rm -rf "$TREE"' EXIT
+  trap 'umount "$TREE" 2>/dev/null || true; rm -rf "$TREE"' EXIT
+  if [ "$FS" = ntfs ]; then
+    # 1 KiB File Records (2 KiB of room per file) plus 256 MiB.
+    truncate -s $(( (N * 2048 + 256 * 1024 * 1024) / 1048576 ))M "$IMG.tmp"
+    mkntfs -F -Q -c 4096 -L BENCH "$IMG.tmp" >/dev/null 2>&1
+    ntfs-3g -o big_writes "$IMG.tmp" "$TREE"
+  fi
   # FAT: 8.3 names ("F0000001"); long names that share a prefix make mcopy
   # search ~N numeric tails per file (hours for 100k files).
   python3 - "$TREE" "$N" "$FS" <<'PY'
@@ -29,7 +42,9 @@ for i in range(n - n // per_dir - 16):
         os.mkdir(d)
     os.close(os.open(os.path.join(d, fname % i), os.O_CREAT | os.O_WRONLY, 0o644))
 PY
-  if [ "$FS" = vfat ]; then
+  if [ "$FS" = ntfs ]; then
+    umount "$TREE"
+  elif [ "$FS" = vfat ]; then
     # FAT32, 4 KiB clusters, at least the 65525 clusters FAT32 needs.
     KIB=$(( N / 8 + 300 * 1024 ))
     rm -f "$IMG.tmp"

@@ -15,6 +15,8 @@ PACKAGES=(
   busybox-static cpio seabios qemu-system-data
   # oracles: what is really on a disk
   e2fsprogs fdisk gdisk dosfstools mtools ntfs-3g sleuthkit
+  # NTFS: libyal's fsntfsinfo, a third reader independent of TSK and ntfs-3g
+  libfsntfs-utils
   # daemon tests: Prometheus' own text-format parser; Debian's stock QEMU (no dsvmi driver)
   python3-prometheus-client qemu-system-x86
   # benchmarks

@@ -6,6 +6,7 @@
 #include "dsvmi/fat.h"
 #include "dsvmi/index.h"
 #include "dsvmi/index_builder.h"
+#include "dsvmi/ntfs.h"
 
 namespace dsvmi {
 namespace {
@@ -53,6 +54,7 @@ class CountingSink : public CrawlSink {
 
 bool is_ext(const std::string& fs) { return fs == "ext2" || fs == "ext3" || fs == "ext4"; }
 bool is_fat(const std::string& fs) { return fs == "vfat"; }
+bool is_ntfs(const std::string& fs) { return fs == "ntfs"; }
 
 }  // namespace
 
@@ -66,7 +68,7 @@ Status crawl_disk(DiskReader& disk, const CrawlOptions& options, CrawlSummary* s
   IndexBuilder builder({disk.describe(), disk.size()}, &disk);
   std::vector<bool> in_index;
   for (const Partition& p : summary->table.partitions) {
-    if (!is_ext(p.filesystem) && !is_fat(p.filesystem)) {
+    if (!is_ext(p.filesystem) && !is_fat(p.filesystem) && !is_ntfs(p.filesystem)) {
       summary->skipped.push_back("partition " + std::to_string(p.number) + ": " +
                                  (p.filesystem.empty() ? "unknown contents" : p.filesystem));
       continue;
@@ -74,7 +76,11 @@ Status crawl_disk(DiskReader& disk, const CrawlOptions& options, CrawlSummary* s
     CountingSink sink(builder, options, summary->filesystems.size());
     Status cs;
     uint64_t metadata_blocks = 0, bytes_read = 0;
-    if (is_fat(p.filesystem)) {
+    if (is_ntfs(p.filesystem)) {
+      NtfsCrawlStats stats;
+      cs = crawl_ntfs(disk, p.offset, p.size, sink, {}, &stats);
+      bytes_read = stats.bytes_read;
+    } else if (is_fat(p.filesystem)) {
       FatCrawlStats stats;
       cs = crawl_fat(disk, p.offset, p.size, sink, {}, &stats);
       bytes_read = stats.bytes_read;

@@ -60,11 +60,52 @@ Status read_fat_identity(DiskReader& disk, uint64_t partition_offset, FsIdentity
   return Status::ok();
 }
 
+// NTFS: the volume serial number and size from the boot sector, and the
+// update sequence numbers of File Records 0-3 ($MFT, $MFTMirr, $LogFile,
+// $Volume), which every rewrite of those records increments: the $MFT's
+// record changes when the MFT grows. It catches re-formatting, resizing and
+// MFT growth, not every write (docs/ntfs.md).
+Status read_ntfs_identity(DiskReader& disk, uint64_t partition_offset, FsIdentity* out) {
+  std::array<std::byte, 512> b;
+  if (partition_offset > disk.size() || disk.size() - partition_offset < b.size())
+    return Status::error("file system at offset " + std::to_string(partition_offset) +
+                         " lies beyond the end of the disk");
+  Status s = disk.read(partition_offset, b);
+  if (!s) return s;
+  if (std::memcmp(&b[3], "NTFS    ", 8) != 0)
+    return Status::error("no NTFS boot sector at offset " + std::to_string(partition_offset));
+  const uint64_t sector = le16(&b[0x0B]), spc_field = uint8_t(b[0x0D]);
+  const uint64_t spc = spc_field <= 0x80 ? spc_field : (spc_field >= 235 ? uint64_t(1) << (256 - spc_field) : 0);
+  const uint64_t cluster = sector * spc;
+  const int8_t rec_field = int8_t(b[0x40]);
+  const uint64_t record = rec_field > 0 ? uint64_t(rec_field) * cluster : rec_field >= -16 ? uint64_t(1) << -rec_field : 0;
+  if (cluster == 0 || record < 512 || record > 65536)
+    return Status::error("NTFS boot sector at offset " + std::to_string(partition_offset) + " has bad geometry");
+  *out = FsIdentity{};
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llX", static_cast<unsigned long long>(le64(&b[0x48])));
+  out->uuid = buf;
+  out->block_count = le64(&b[0x28]) / spc;
+  const uint64_t mft = le64(&b[0x30]);
+  if (mft > disk.size() / cluster) return Status::ok();
+  for (uint64_t r = 0; r < 4; ++r) {
+    const uint64_t at = partition_offset + mft * cluster + r * record;
+    std::array<std::byte, 8> h;
+    if (at > disk.size() || disk.size() - at < h.size() || !disk.read(at, h)) break;
+    const uint64_t usa = le16(&h[4]);
+    std::array<std::byte, 2> usn;
+    if (usa + 2 > 512 || !disk.read(at + usa, usn)) break;
+    out->write_time |= int64_t(le16(&usn[0])) << (16 * r);
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status read_fs_identity(DiskReader& disk, const std::string& type, uint64_t partition_offset,
                         FsIdentity* out) {
   if (type == "vfat") return read_fat_identity(disk, partition_offset, out);
+  if (type == "ntfs") return read_ntfs_identity(disk, partition_offset, out);
   if (type != "ext2" && type != "ext3" && type != "ext4")
     return Status::error("no identity check for file system type '" + type + "'");
   std::array<std::byte, 1024> sb;

@@ -1,6 +1,6 @@
 // crawl_disk: a whole virtual disk into an index file. Reads the partition
 // table, crawls every partition holding a file system dsvmi understands
-// (ext2/3/4, FAT12/16/32) into one IndexBuilder, records the rest as skipped.
+// (ext2/3/4, FAT12/16/32, NTFS) into one IndexBuilder, records the rest as skipped.
 #pragma once
 
 #include <cstdint>

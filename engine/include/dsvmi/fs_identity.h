@@ -23,8 +23,8 @@ struct FsIdentity {
 };
 
 // Reads the identity of the file system of `type` starting at
-// `partition_offset`: "ext2/3/4" or "vfat" (whose fields are documented in
-// docs/fat.md). Unknown types: error (no identity to compare).
+// `partition_offset`: "ext2/3/4", "vfat" or "ntfs" (whose fields are
+// documented in docs/fat.md and docs/ntfs.md). Unknown types: error (no identity to compare).
 Status read_fs_identity(DiskReader& disk, const std::string& type, uint64_t partition_offset,
                         FsIdentity* out);
 

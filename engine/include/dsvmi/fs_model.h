@@ -46,6 +46,15 @@ struct Extent {
   bool unwritten = false; // allocated but reads as zeroes (ext4 uninit extent)
 };
 
+// A named data stream of a file (NTFS alternate data stream, "file:name"):
+// its own size and clusters beside the file's unnamed data. Crawlers of file
+// systems without them leave Inode::streams empty.
+struct NamedStream {
+  std::string name;
+  uint64_t size = 0;
+  std::vector<Extent> extents;  // empty when resident (inside the file's record)
+};
+
 // Normalized inode attributes. Times are nanoseconds since the Unix epoch.
 struct Inode {
   uint64_t ino = 0;
@@ -61,6 +70,7 @@ struct Inode {
   uint64_t rdev = 0;          // device number for char/block devices
   std::string symlink_target; // for symlinks (fast or slow)
   std::vector<Extent> extents;  // data blocks (inline data: empty)
+  std::vector<NamedStream> streams;  // NTFS alternate data streams (docs/ntfs.md)
 };
 
 struct DirEntry {
