@@ -32,6 +32,7 @@ struct InodeTmp {
   int64_t mtime_s, ctime_s;
   uint32_t uid, gid, links;
   uint32_t ext_begin, ext_count;  // into FsState::extents (arrival order)
+  uint32_t generation;
   uint16_t mode;
 };
 
@@ -141,6 +142,7 @@ void IndexBuilder::inode(const Inode& in) {
   t.ino = in.ino;
   t.mode = uint16_t(mode_type_bits(in.type) | (in.mode & 07777));
   t.links = in.links;
+  t.generation = in.generation;
   t.uid = in.uid;
   t.gid = in.gid;
   t.size = (in.type == FileType::CharDevice || in.type == FileType::BlockDevice) ? in.rdev : in.size;
@@ -252,8 +254,10 @@ void IndexBuilder::State::finish_fs() {
   auto rel = [&](int64_t s) { return uint32_t(std::min<uint64_t>(uint64_t(s - time_base), kU32Max)); };
 
   std::vector<fb::InodeRecord> inodes;
+  std::vector<uint32_t> generations;
   std::vector<fb::ExtentRecord> extents;
   inodes.reserve(f.inodes.size());
+  generations.reserve(f.inodes.size());
   extents.reserve(f.extents.size());
   std::vector<fb::OwnerRecord> owners;
   std::map<std::pair<uint32_t, uint32_t>, uint32_t> owner_index;
@@ -266,6 +270,7 @@ void IndexBuilder::State::finish_fs() {
     inodes.emplace_back(uint32_t(t.ino), t.mode, uint16_t(std::min<uint32_t>(t.links, 0xFFFF)), it->second,
                         uint32_t(t.size), uint32_t(t.size >> 32), rel(t.mtime_s),
                         rel(t.ctime_s), uint32_t(extents.size()));
+    generations.push_back(t.generation);
     for (uint32_t i = 0; i < t.ext_count; ++i) {
       const ExtentTmp& e = first[i];
       extents.emplace_back(e.physical, e.logical, e.length);
@@ -347,6 +352,7 @@ void IndexBuilder::State::finish_fs() {
                                      id.free_inodes, id.checksum);
 
   auto v_inodes = b.CreateVectorOfStructs(inodes);
+  auto v_generations = b.CreateVector(generations);
   auto v_owners = b.CreateVectorOfStructs(owners);
   auto v_extents = b.CreateVectorOfStructs(extents);
   auto v_by_phys = b.CreateVector(by_physical);
@@ -380,6 +386,7 @@ void IndexBuilder::State::finish_fs() {
   fsb.add_directories(dirs);
   fsb.add_metadata_blocks(metadata_blocks);
   fsb.add_inodes(v_inodes);
+  fsb.add_inode_generations(v_generations);
   fsb.add_owners(v_owners);
   fsb.add_extents(v_extents);
   fsb.add_extents_by_physical(v_by_phys);

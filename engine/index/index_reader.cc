@@ -86,6 +86,11 @@ uint64_t FsIndex::files() const { return fs_->files(); }
 uint64_t FsIndex::directories() const { return fs_->directories(); }
 uint64_t FsIndex::metadata_blocks() const { return fs_->metadata_blocks(); }
 uint64_t FsIndex::indexed_inodes() const { return fs_->inodes() ? fs_->inodes()->size() : 0; }
+bool FsIndex::generations_known() const {
+  // Only a vector exactly parallel to the inodes counts: anything else is a
+  // damaged (or older) index, and then no generation is trusted.
+  return fs_->inode_generations() && fs_->inodes() && fs_->inode_generations()->size() == fs_->inodes()->size();
+}
 size_t FsIndex::extent_count() const { return scalars(fs_->extents_by_physical()).size; }
 
 std::vector<CrawlProblem> FsIndex::problems() const {
@@ -143,6 +148,7 @@ Status FsIndex::inode(uint64_t ino, Inode* out) const {
   const uint64_t size = uint64_t(r.size_lo()) | uint64_t(r.size_hi()) << 32;
   if (in.type == FileType::CharDevice || in.type == FileType::BlockDevice) in.rdev = size; else in.size = size;
   in.links = r.links();
+  if (generations_known()) in.generation = fs_->inode_generations()->Get(static_cast<flatbuffers::uoffset_t>(i));
   const int64_t base = fs_->time_base();
   in.mtime_ns = (base + int64_t(r.mtime())) * 1000000000;
   in.ctime_ns = (base + int64_t(r.ctime())) * 1000000000;

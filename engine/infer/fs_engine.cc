@@ -578,8 +578,8 @@ void FsEngine::consistency_point(const FrameView& f) {
     if (it != decoded_.inodes.end()) c.now = &it->second;
     if (!c.old && !c.now) continue;
     // Reused: freed and allocated again since the model last saw it. The
-    // generation tells only if the model's copy was decoded (the index keeps
-    // none: an index inode has generation 0 whatever the disk says).
+    // generation tells when the model's copy has a real one: decoded, or from
+    // an index that keeps generations (docs/index.md).
     c.reused = c.old && c.now &&
                ((state_.generation_known(ino) && c.old->generation != c.now->generation) || c.old->type != c.now->type);
     changes.emplace(ino, std::move(c));

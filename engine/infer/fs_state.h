@@ -28,11 +28,11 @@ class FsState : public NameTree {
   void set_inode(const Inode& inode);
   void free_inode(uint64_t ino);
   // Whether inode(ino)->generation is the inode's real i_generation: true
-  // once the engine decoded it. The crawl index does not keep generations
-  // (docs/index.md), so an inode read from it has generation 0, which says
+  // once the engine decoded it, and for every indexed inode when the index
+  // keeps generations (docs/index.md). An older index reports 0, which says
   // nothing: comparing it with a decoded one would call every inode the
   // kernel created before the crawl "reused".
-  bool generation_known(uint64_t ino) const { return decoded_.count(ino) != 0; }
+  bool generation_known(uint64_t ino) const { return base_.generations_known() || decoded_.count(ino) != 0; }
 
   // Entries of a directory (not "." / ".."), by name.
   const std::map<std::string, DirEntry>& entries(uint64_t dir);

@@ -61,6 +61,9 @@ class FsIndex {
   uint64_t directories() const;
   uint64_t metadata_blocks() const;
   uint64_t indexed_inodes() const;  // in-use inodes stored
+  // Whether inode() reports each inode's real i_generation (indexes written
+  // before generations were kept report 0 for every inode).
+  bool generations_known() const;
   std::vector<CrawlProblem> problems() const;
 
   // Materializes inode `ino` (attributes, extents, symlink target).

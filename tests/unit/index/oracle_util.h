@@ -94,6 +94,7 @@ struct StatInfo {
   uint32_t links = 0;
   int64_t mtime = 0;
   uint64_t file_acl = 0;
+  uint32_t generation = 0;
   std::map<uint64_t, uint64_t> blocks;  // logical -> physical
   std::set<uint64_t> map_blocks;        // (IND)/(DIND)/(TIND)/(ETBn)
   std::string fast_link;
@@ -113,6 +114,7 @@ inline StatInfo parse_stat(const std::string& text) {
   if (auto s = field("Size:"); !s.empty()) st.size = std::stoull(s);
   if (auto s = field("Links:"); !s.empty()) st.links = std::stoul(s);
   if (auto s = field("File ACL:"); !s.empty()) st.file_acl = std::stoull(s);
+  if (auto s = field("Generation:"); !s.empty()) st.generation = uint32_t(std::stoull(s));
   if (auto s = field("mtime:"); !s.empty()) {
     uint64_t lo = std::stoull(s.substr(2, 8), nullptr, 16);
     int64_t secs = int64_t(int32_t(uint32_t(lo)));
