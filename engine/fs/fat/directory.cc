@@ -26,7 +26,10 @@ struct LongName {
   size_t start = 0;       // offset of the first slot
   uint16_t units[kMaxSlots * 13];
 
+  // Precondition: 1 <= ordinal <= kMaxSlots (checked again: a slip here
+  // would write outside units).
   void store(const unsigned char* e, unsigned ordinal) {
+    if (ordinal == 0 || ordinal > kMaxSlots) return;
     uint16_t* u = units + (ordinal - 1) * 13;
     for (int i = 0; i < 5; ++i) u[i] = le16(e + 1 + 2 * i);
     for (int i = 0; i < 6; ++i) u[5 + i] = le16(e + 14 + 2 * i);
@@ -80,7 +83,9 @@ void parse_directory(const unsigned char* p, size_t length, bool fat32, const Di
         ln.checksum = e[13];
         ln.start = off;
         std::memset(ln.units, 0, sizeof ln.units);
-      } else if (!ln.active || ordinal != ln.expected || e[13] != ln.checksum) {
+      } else if (!ln.active || ordinal == 0 || ordinal != ln.expected || e[13] != ln.checksum) {
+        // ordinal 0 after the last slot (expected has counted down to 0)
+        // is out of sequence too, never slot "0".
         if (ln.active) {
           orphan(off, "are broken by a slot out of sequence");
         }

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "../common/temp_dir.h"
+#include "../../../engine/fs/fat/directory.h"
 #include "dsvmi/fat.h"
 #include "dsvmi/memory_reader.h"
 #include "fat_oracles.h"
@@ -248,3 +249,28 @@ TEST_F(FatDamage, TruncatedVolumeCrawlsWhatIsThere) {
 
 }  // namespace
 }  // namespace dsvmi::testing
+
+// A long-name slot with ordinal 0 right after the last slot of a name (the
+// count has reached 0; found by fuzz_fat_dir) is out of sequence: it must be
+// an orphan, never stored as slot "0" in front of the name's buffer.
+TEST(FatDirectory, OrdinalZeroAfterTheLastSlotIsAnOrphan) {
+  unsigned char d[3 * 32] = {};
+  for (int k = 0; k < 2; ++k) {
+    unsigned char* e = d + 32 * k;
+    e[0] = k == 0 ? 0x41 : 0x00;  // first: last slot of a 1-slot name; then ordinal 0
+    e[11] = 0x0F;                 // long-name attribute
+    e[13] = 0x5A;                 // the same checksum
+    for (int i = 0; i < 5; ++i) e[1 + 2 * i] = 'a';
+  }
+  std::memcpy(d + 64, "SHORT   TXT", 11);
+  size_t entries = 0;
+  dsvmi::fat::DirectoryCallbacks cb;
+  cb.entry = [&](const dsvmi::fat::ParsedEntry& e) {
+    ++entries;
+    EXPECT_EQ(e.short_name, "SHORT.TXT");
+  };
+  dsvmi::fat::DirectoryCounts counts;
+  dsvmi::fat::parse_directory(d, sizeof d, true, cb, &counts);
+  EXPECT_EQ(entries, 1u);
+  EXPECT_GE(counts.orphan_slots, 1u);
+}
