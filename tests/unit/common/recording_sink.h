@@ -44,4 +44,25 @@ class RecordingSink : public CrawlSink {
   std::vector<CrawlProblem> problems;
 };
 
+// Path ("/a/b") -> ino from a recorded crawl: every name of every file
+// (bounded walk: a hostile tree with a cycle cannot hang a test).
+inline std::map<std::string, uint64_t> crawl_paths(const RecordingSink& sink, uint64_t root) {
+  std::multimap<uint64_t, const DirEntry*> by_parent;
+  for (const auto& e : sink.entries) by_parent.emplace(e.first, &e.second);
+  std::map<std::string, uint64_t> out;
+  std::vector<std::pair<uint64_t, std::string>> stack{{root, ""}};
+  size_t guard = 0;
+  while (!stack.empty() && guard++ < 1000000) {
+    auto [dir, prefix] = stack.back();
+    stack.pop_back();
+    auto range = by_parent.equal_range(dir);
+    for (auto it = range.first; it != range.second; ++it) {
+      const std::string path = prefix + "/" + it->second->name;
+      out[path] = it->second->ino;
+      if (it->second->type == FileType::Directory) stack.push_back({it->second->ino, path});
+    }
+  }
+  return out;
+}
+
 }  // namespace dsvmi::testing

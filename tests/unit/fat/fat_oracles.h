@@ -30,27 +30,6 @@ struct Volume {
   }
 };
 
-// Path ("/a/b") -> ino, from a recorded crawl (FAT has one name per file).
-inline std::map<std::string, uint64_t> crawl_paths(const RecordingSink& sink, uint64_t root) {
-  std::multimap<uint64_t, const std::pair<uint64_t, DirEntry>*> by_parent;
-  for (const auto& e : sink.entries) by_parent.emplace(e.first, &e);
-  std::map<std::string, uint64_t> out;
-  std::vector<std::pair<uint64_t, std::string>> stack{{root, ""}};
-  size_t guard = 0;
-  while (!stack.empty() && guard++ < 1000000) {
-    auto [dir, prefix] = stack.back();
-    stack.pop_back();
-    auto range = by_parent.equal_range(dir);
-    for (auto it = range.first; it != range.second; ++it) {
-      const DirEntry& e = it->second->second;
-      const std::string path = prefix + "/" + e.name;
-      out[path] = e.ino;
-      if (e.type == FileType::Directory) stack.push_back({e.ino, path});
-    }
-  }
-  return out;
-}
-
 struct TskEntry {
   char type = '?';     // 'r' or 'd'
   uint64_t addr = 0;   // TSK's metadata address
