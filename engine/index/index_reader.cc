@@ -125,6 +125,12 @@ std::string_view pool_slice(Span<uint8_t> pool, uint64_t off, uint64_t len, bool
 
 std::string damaged(const std::string& what) { return "damaged index: " + what; }
 
+// base + offset seconds as nanoseconds; false when that does not fit an int64.
+bool seconds_to_ns(int64_t base, uint32_t offset, int64_t* ns) {
+  int64_t s = 0;
+  return !__builtin_add_overflow(base, int64_t(offset), &s) && !__builtin_mul_overflow(s, int64_t(1000000000), ns);
+}
+
 }  // namespace
 
 Status FsIndex::inode(uint64_t ino, Inode* out) const {
@@ -149,9 +155,10 @@ Status FsIndex::inode(uint64_t ino, Inode* out) const {
   if (in.type == FileType::CharDevice || in.type == FileType::BlockDevice) in.rdev = size; else in.size = size;
   in.links = r.links();
   if (generations_known()) in.generation = fs_->inode_generations()->Get(static_cast<flatbuffers::uoffset_t>(i));
+  // The builder keeps base + offset within the nanosecond range; anything else is damage.
   const int64_t base = fs_->time_base();
-  in.mtime_ns = (base + int64_t(r.mtime())) * 1000000000;
-  in.ctime_ns = (base + int64_t(r.ctime())) * 1000000000;
+  if (!seconds_to_ns(base, r.mtime(), &in.mtime_ns) || !seconds_to_ns(base, r.ctime(), &in.ctime_ns))
+    return Status::error(damaged("time of inode " + std::to_string(ino) + " (time base " + std::to_string(base) + ")"));
   in.extents.reserve(end - first);
   for (uint64_t k = first; k < end; ++k) {
     const auto& e = extents[k];
