@@ -486,12 +486,26 @@ class DaemonFakeTest : public DaemonTest {
 };
 
 class DaemonSlowCrawlTest : public DaemonFakeTest {
-  void configure() override { env_["FAKE_CRAWL_SECONDS"] = "3"; }
+  void configure() override {
+    env_["FAKE_CRAWL_SECONDS"] = "1";
+    env_["FAKE_CRAWL_HOLD"] = release_;
+    ::unlink(release_.c_str());
+  }
+  void TearDown() override {
+    DaemonFakeTest::TearDown();
+    ::unlink(release_.c_str());
+  }
+
+ protected:
+  void release_crawl() { std::ofstream(release_) << "go"; }
+  const std::string release_ = "/tmp/dsvmi-fake-" + std::to_string(::getpid()) + ".release";
 };
 
 // While one disk crawls, the daemon answers everybody else, shows the crawl's
 // progress, refuses a second attach of the name, and keeps one connection's
-// replies in order (the attach reply before the ping sent after it).
+// replies in order (the attach reply before the ping sent after it). The fake
+// crawl holds half way until the test releases it, so no step depends on how
+// fast a loaded machine runs.
 TEST_F(DaemonSlowCrawlTest, AttachCrawlsWithoutBlockingTheLoop) {
   int fd;
   ASSERT_TRUE(daemon_internal::connect_unix(socket_, &fd));
@@ -501,7 +515,7 @@ TEST_F(DaemonSlowCrawlTest, AttachCrawlsWithoutBlockingTheLoop) {
   ASSERT_TRUE(daemon_internal::write_all(fd, req.dump() + "\n{\"execute\": \"ping\"}\n"));
   double fraction = -1;
   int answered = 0;
-  for (int i = 0; i < 400 && fraction <= 0; ++i) {
+  for (int i = 0; i < 6000 && fraction <= 0; ++i) {
     Json st = status_of("h:v:d");
     ++answered;
     if (st.is_object() && st.get_string("state") == "crawling" && st.get("crawl"))
@@ -514,13 +528,14 @@ TEST_F(DaemonSlowCrawlTest, AttachCrawlsWithoutBlockingTheLoop) {
   Status s = daemon_call(socket_, "attach", args(), &r);
   ASSERT_FALSE(s);
   EXPECT_NE(s.message().find("already attached (its crawl is running)"), std::string::npos) << s.message();
+  release_crawl();
   std::string buf, line;
   ASSERT_TRUE(daemon_internal::read_line(fd, &buf, &line, 30000));
   Json reply;
   ASSERT_TRUE(Json::parse(line, &reply));
   ASSERT_TRUE(reply.get("return")) << line;
   EXPECT_EQ(reply.get("return")->get_string("name"), "h:v:d");
-  EXPECT_GE(reply.get("return")->get_number("crawl_seconds"), 2.0);
+  EXPECT_GT(reply.get("return")->get_number("crawl_seconds"), 0.5);
   ASSERT_TRUE(daemon_internal::read_line(fd, &buf, &line, 10000));
   EXPECT_EQ(line, R"({"return":{}})");
   ::close(fd);
@@ -531,7 +546,7 @@ TEST_F(DaemonSlowCrawlTest, AttachCrawlsWithoutBlockingTheLoop) {
   }
   EXPECT_EQ(st.get_string("state"), "running");
   EXPECT_GE(st.get_number("suppressed_events"), 1);  // the replayed one, before the engine said "live"
-  std::printf("status answered %d times during a 3 s crawl\n", answered);
+  std::printf("status answered %d times before the crawl showed progress\n", answered);
 }
 
 class DaemonPolicyOkTest : public DaemonFakeTest {

@@ -5,6 +5,8 @@ records (docs/cli-json.md, docs/events.md). Behaviour is set by environment
 variables of the daemon process:
 
   FAKE_CRAWL_SECONDS   how long the crawl takes (progress lines meanwhile)
+  FAKE_CRAWL_HOLD      a path: the crawl stops half way until that file exists (at most 120 s),
+                       so a test sees a crawl in progress however loaded the machine is
   FAKE_CRAWL_FAIL      crawl exits 1 with this message
   FAKE_RUN_FAIL        run exits 1 at start with this message on stderr
   FAKE_POLICY          on SIGHUP: "ok" (apply the file) or "refuse"
@@ -44,6 +46,11 @@ elif cmd == "crawl":
         print(json.dumps({"crawl": "progress", "file_system": 0, "fraction": i / steps}), flush=True)
         if i < steps:
             time.sleep(total / steps)
+        hold = os.environ.get("FAKE_CRAWL_HOLD")
+        if hold and i == steps // 2:
+            deadline = time.monotonic() + 120
+            while not os.path.exists(hold) and time.monotonic() < deadline:
+                time.sleep(0.02)
     open(opt("--index"), "w").close()
     fs = {"partition": 0, "type": "ext4", "offset": 0, "size": 67108864, "block_size": 4096, "uuid": "u",
           "label": "", "inodes": 12, "files": 1, "directories": 2, "metadata_blocks": 10, "problems": 0, "error": None}
