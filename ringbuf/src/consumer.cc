@@ -194,6 +194,20 @@ size_t RingConsumer::Dequeue(FrameView* out, size_t max) {
       const uint64_t prod = m.hdr->producer.prod_index.load(std::memory_order_acquire);
       // The producer may be anywhere in [read, cons + capacity]; anything
       // else is a corrupted or hostile index: report, read nothing.
+      if (prod - m.cons > cap && ring::IsAhead(prod, m.cons) && m.read == m.cons) {
+        // More than a ring ahead of us while we hold nothing: the producer
+        // went on from an index we never saw (a forged consumer index it
+        // followed). Continue from its index; what lay between is lost.
+        m.tally.bad_producer_index++;
+        m.tally.invalid_bytes += prod - m.read;
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "producer index %" PRIu64 " is more than the ring ahead of %" PRIu64
+                      "; continuing from it", prod, m.read);
+        Fail(buf);
+        m.read = m.cons = m.last_end = m.cached_prod = prod;
+        Publish();
+        break;
+      }
       if (prod - m.cons > cap || prod - m.cons < m.read - m.cons) {
         m.tally.bad_producer_index++;
         char buf[160];

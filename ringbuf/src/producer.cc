@@ -109,6 +109,19 @@ bool RingProducer::Reserve(uint64_t record_len, uint64_t extra) {
   if (prod_ - cons > geo_.capacity) {
     stats_.bad_consumer_index++;
     hdr_->producer_stats.bad_consumer_index.store(stats_.bad_consumer_index, std::memory_order_relaxed);
+    if (ring::IsAhead(cons, prod_)) {
+      // The consumer is ahead of us (it followed a forged producer index past
+      // ours): nothing before its index belongs to anybody, so go on from
+      // there, an empty ring. Yielding to the index that is ahead, on both
+      // sides, is what makes scribbled indices converge (docs/ring.md).
+      prod_ = cons;
+      cached_cons_ = cons;
+      hdr_->producer.prod_index.store(prod_, std::memory_order_release);
+      return geo_.capacity >= need;
+    }
+    // Behind us by more than the ring: never overwrite what may be unread.
+    // Republish ours; a consumer that holds nothing continues from it.
+    hdr_->producer.prod_index.store(prod_, std::memory_order_release);
     return false;
   }
   cached_cons_ = cons;

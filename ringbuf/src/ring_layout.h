@@ -153,6 +153,13 @@ static_assert(sizeof(RecordHeader) == kRecordHeaderBytes);
 
 inline uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
+// True when index a is ahead of index b (within half the index space) and
+// record-aligned: the only foreign index a side adopts in place of its own
+// when the two disagree by more than the ring (docs/ring.md, "Hostile peers").
+inline bool IsAhead(uint64_t a, uint64_t b) {
+  return a != b && a - b < (uint64_t{1} << 63) && a % kRecordAlign == 0;
+}
+
 // Checks a private copy of the geometry against the file size. Returns false
 // and a message naming the problem ("bad magic ...", "layout version ...").
 bool ValidateGeometry(const Geometry& g, uint64_t file_size, std::string* err);

@@ -137,12 +137,14 @@ TEST(HostileProducer, SequenceNumbersMustIncrease) {
   EXPECT_NE(f.c->last_error().find("does not follow"), std::string::npos) << f.c->last_error();
 }
 
+// A producer index behind what the consumer read, or not record-aligned, is
+// never followed: the consumer reads nothing until the producer republishes.
 TEST(HostileProducer, OutOfRangeProducerIndexIsIgnoredUntilSane) {
   Fixture f;
   ASSERT_TRUE(f.Write(0));
   auto& prod = f.s->hdr()->producer.prod_index;
   const uint64_t real = prod.load();
-  for (uint64_t bad : {real + kCap + 64, real - 64 - kCap * 3, uint64_t{0} - 64}) {
+  for (uint64_t bad : {real + kCap + 65, real - 64 - kCap * 3, uint64_t{0} - 64}) {
     prod.store(bad);
     EXPECT_EQ(f.DrainAll().size(), 0u);
     EXPECT_NE(f.c->last_error().find("producer index"), std::string::npos) << f.c->last_error();
@@ -154,6 +156,40 @@ TEST(HostileProducer, OutOfRangeProducerIndexIsIgnoredUntilSane) {
   EXPECT_EQ(got[1].seq, 1u);
 }
 
+// A forged producer index more than a ring ahead: a consumer that holds
+// nothing continues from it, and the producer, now behind the consumer's
+// index, continues from that. Without both steps each side would refuse the
+// other's index forever and the disk's capture would stay dead.
+TEST(HostileProducer, ForgedIndexFarAheadIsFollowedAndBothSidesRecover) {
+  Fixture f;
+  ASSERT_TRUE(f.Write(0));
+  ASSERT_EQ(f.DrainAll().size(), 1u);
+  auto& prod = f.s->hdr()->producer.prod_index;
+  const uint64_t forged = prod.load() + 3 * kCap;
+  prod.store(forged);
+  EXPECT_EQ(f.DrainAll().size(), 0u);
+  EXPECT_NE(f.c->last_error().find("continuing from it"), std::string::npos) << f.c->last_error();
+  EXPECT_EQ(f.s->hdr()->consumer.cons_index.load(), forged);
+  // The producer reads the consumer index only when its cached room runs
+  // out, so up to a ring of frames goes to its old place first (unseen).
+  std::vector<FrameView> got;
+  int i = 1;
+  for (; i <= 1000 && got.empty(); i++) {
+    ASSERT_TRUE(f.Write(i * 4096)) << "write " << i;
+    got = f.DrainAll();
+  }
+  ASSERT_FALSE(got.empty()) << "no frame got through after 1000 writes";
+  EXPECT_LT(i, int(kCap / 1024) + 3) << "recovery took more than a ring of frames";
+  EXPECT_EQ(got.back().kind, FrameKind::kWrite);
+  EXPECT_EQ(got.back().offset, uint64_t(i - 1) * 4096);
+  ASSERT_TRUE(f.Write(1));
+  got = f.DrainAll();
+  ASSERT_EQ(got.size(), 1u) << "after recovery every frame arrives";
+  EXPECT_EQ(got[0].offset, 1u);
+}
+
+// A consumer index behind the producer's by more than the ring, or not
+// record-aligned, never makes the producer overwrite what may be unread.
 TEST(HostileConsumer, OutOfRangeConsumerIndexMakesTheProducerDropNotOverrun) {
   Fixture f;
   while (f.Write(0)) {
@@ -164,7 +200,7 @@ TEST(HostileConsumer, OutOfRangeConsumerIndexMakesTheProducerDropNotOverrun) {
   const uint64_t prod = f.s->hdr()->producer.prod_index.load();
   auto& cons = f.s->hdr()->consumer.cons_index;
   uint64_t before = f.p->stats().bad_consumer_index;
-  for (uint64_t bad : {prod + 64, prod - 2 * kCap, uint64_t{1} << 63}) {
+  for (uint64_t bad : {prod + 65, prod - 2 * kCap, prod - kCap - 64, prod - (uint64_t{1} << 62)}) {
     cons.store(bad);
     EXPECT_FALSE(f.Write(0));
     EXPECT_EQ(f.p->stats().bad_consumer_index, ++before);
@@ -175,8 +211,28 @@ TEST(HostileConsumer, OutOfRangeConsumerIndexMakesTheProducerDropNotOverrun) {
   auto got = f.DrainAll();
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].kind, FrameKind::kLost);
-  EXPECT_GE(got[0].lost_frames, 3u);
+  EXPECT_GE(got[0].lost_frames, 4u);
   EXPECT_EQ(got[0].seq + 1, got[1].seq);
+}
+
+// A forged consumer index ahead of the producer: the producer continues from
+// it; the real consumer, which then sees a producer index more than a ring
+// ahead while it holds nothing, follows. Frames in between are lost, reported.
+TEST(HostileConsumer, ForgedConsumerIndexAheadIsFollowedAndBothSidesRecover) {
+  Fixture f;
+  while (f.Write(0)) {
+  }
+  const uint64_t prod = f.s->hdr()->producer.prod_index.load();
+  f.s->hdr()->consumer.cons_index.store(prod + 128);
+  ASSERT_TRUE(f.Write(4096)) << "the producer continues from the consumer index ahead of it";
+  EXPECT_GT(f.s->hdr()->producer.prod_index.load(), prod + 128);
+  EXPECT_EQ(f.DrainAll().size(), 0u);
+  EXPECT_NE(f.c->last_error().find("continuing from it"), std::string::npos) << f.c->last_error();
+  ASSERT_TRUE(f.Write(8192));
+  auto got = f.DrainAll();
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back().kind, FrameKind::kWrite);
+  EXPECT_EQ(got.back().offset, 8192u);
 }
 
 TEST(HostileConsumer, GeometryAndCounterScribblesAfterOpenChangeNothing) {
