@@ -1,4 +1,5 @@
-// InferenceEngine: routes verified frames to the file systems they touch.
+// InferenceEngine: routes verified frames to the live drivers (fs_driver.h)
+// of the file systems they touch.
 #include <roaring/roaring.h>
 
 #include <algorithm>
@@ -9,7 +10,7 @@
 #include "dsvmi/inference.h"
 #include "dsvmi/partition.h"
 #include "dsvmi/policy.h"
-#include "fs_engine.h"
+#include "fs_driver.h"
 
 namespace dsvmi {
 namespace {
@@ -23,15 +24,17 @@ class Engine : public InferenceEngine {
     if (!read_partition_table(disk, &table)) table.partitions.clear();
     std::string not_followed;
     for (const FsIndex& fs : index.filesystems()) {
-      // The index also holds file systems that are crawled but not yet
-      // followed live (FAT: docs/fat.md); the others are watched without them.
-      const std::string type = fs.info().type;
-      if (type != "ext2" && type != "ext3" && type != "ext4") {
-        not_followed += " " + type;
+      // The index also holds file systems that are crawled but have no live
+      // driver (fs_driver.h; FAT, NTFS: docs/fat.md, docs/ntfs.md); the
+      // others are watched without them, gated from the crawl index.
+      std::string why;
+      std::unique_ptr<infer::FsDriver> e =
+          infer::make_fs_driver(ctx_, fs, disk, partition_number(fs, table), &why);
+      if (e == nullptr) {
+        not_followed += " " + fs.info().type;
         crawl_only_.push_back(&fs);
         continue;
       }
-      auto e = std::make_unique<infer::FsEngine>(ctx_, fs, disk, partition_number(fs, table));
       Status s = e->init();
       if (!s) return s;
       fss_.push_back(std::move(e));
@@ -212,7 +215,7 @@ class Engine : public InferenceEngine {
   }
 
   infer::EngineContext ctx_;
-  std::vector<std::unique_ptr<infer::FsEngine>> fss_;
+  std::vector<std::unique_ptr<infer::FsDriver>> fss_;
   std::vector<const FsIndex*> crawl_only_;  // in the index, not followed live (docs/fat.md)
   bool have_seq_ = false;
   uint64_t next_seq_ = 0;

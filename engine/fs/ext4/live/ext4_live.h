@@ -1,5 +1,8 @@
-// FsEngine: inference for one ext2/3/4 file system of the disk. The public
-// face is InferenceEngine (dsvmi/inference.h), which routes frames here.
+// Ext4Live: the live driver (infer/fs_driver.h) for one ext2/3/4 file
+// system of the disk: jbd2 transactions and guest Flushes are its
+// consistency points; inode tables, directory blocks and extent/map nodes
+// are decoded with the crawler's own decoder (../crawler.h). The public face
+// is InferenceEngine (dsvmi/inference.h), which routes frames here.
 #pragma once
 
 #include <cstdint>
@@ -9,14 +12,17 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../fs/ext4/crawler.h"
-#include "block_view.h"
+#include "../../../infer/block_view.h"
+#include "../../../infer/engine_context.h"
+#include "../../../infer/event_out.h"
+#include "../../../infer/fs_driver.h"
+#include "../../../infer/fs_state.h"
+#include "../crawler.h"
 #include "dsvmi/events.h"
 #include "dsvmi/frame_view.h"
 #include "dsvmi/glob.h"
 #include "dsvmi/inference.h"
 #include "dsvmi/reverse_map.h"
-#include "fs_state.h"
 #include "journal.h"
 
 namespace dsvmi::infer {
@@ -51,38 +57,29 @@ class DecodeSink : public CrawlSink {
   std::string last_problem;
 };
 
-// Shared with the engine: options, stats, the event sink and sequence.
-struct EngineContext {
-  InferenceOptions options;
-  InferenceStats stats;
-  EventSink* sink = nullptr;
-  uint64_t next_event_seq = 1;
-  LatencyHistogram interval_latency;  // since the last take_interval_latency()
-};
-
-class FsEngine {
+class Ext4Live : public FsDriver {
  public:
-  FsEngine(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition);
-  Status init();
+  Ext4Live(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition);
+  Status init() override;
 
-  uint64_t first_byte() const { return info_.partition_offset; }
-  uint64_t end_byte() const { return info_.partition_offset + info_.partition_size; }
+  uint64_t first_byte() const override { return info_.partition_offset; }
+  uint64_t end_byte() const override { return info_.partition_offset + info_.partition_size; }
 
   // [disk_offset, disk_offset + len) lies inside this file system's
   // partition. data == nullptr: zeroes. discard: content undefined.
-  void write(const FrameView& f, uint64_t disk_offset, uint64_t len, const uint8_t* data, bool discard);
-  void flush(const FrameView& f);
-  void lost(const FrameView& f, uint64_t disk_offset, uint64_t len);
-  void finish();
-  void dump_state(std::vector<std::string>* lines);
+  void write(const FrameView& f, uint64_t disk_offset, uint64_t len, const uint8_t* data, bool discard) override;
+  void flush(const FrameView& f) override;
+  void lost(const FrameView& f, uint64_t disk_offset, uint64_t len) override;
+  void finish() override;
+  void dump_state(std::vector<std::string>* lines) override;
 
   // Policy change (ctx.options.policy already holds the new one): the new
   // globs, the watched cache dropped.
-  void set_globs(std::vector<Glob> globs);
+  void set_globs(std::vector<Glob> globs) override;
   // Sets in `gate` the grains this file system needs under the current
   // policy, from the current model (index + overlay): every metadata and
   // journal block, the data blocks of watched files. Does not publish.
-  Status add_gate_grains(Gate& gate, PolicyApplyResult* result);
+  Status add_gate_grains(Gate& gate, PolicyApplyResult* result) override;
 
  private:
   BlockKind data_kind(const Inode& n) const;
@@ -96,14 +93,14 @@ class FsEngine {
   void settle_pending(const FrameView& f);
   void emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len);
   Event base_event(const FrameView& f, EventKind kind, uint64_t ino);
-  // Every event goes out through emit(), which first releases a held modify.
-  void emit(Event&& e);
-  void emit_now(Event&& e);
-  void release_held_modify();
+  // Every event goes out through out_ (event_out.h), which first releases
+  // a held modify.
+  void emit(Event&& e) { out_.emit(std::move(e)); }
+  void release_held_modify() { out_.release_held(); }
   // Releases the held modify when a public entry point returns, so no event
   // waits past the frame that produced it.
   struct ReleaseHeldOnReturn {
-    FsEngine* fs;
+    Ext4Live* fs;
     ~ReleaseHeldOnReturn() { fs->release_held_modify(); }
   };
   std::string name_path(uint64_t dir, const std::string& name);
@@ -128,12 +125,7 @@ class FsEngine {
   std::vector<Glob> globs_;
   std::unordered_map<uint64_t, bool> watched_cache_;
   bool gate_dirty_ = false;
-  // A modify event not emitted yet: the next contiguous piece of the same
-  // file from the same frame extends it (data attributed block by block,
-  // e.g. delayed allocation settling a 512 MiB file, is one event, not
-  // 131072).
-  Event held_modify_;
-  bool has_held_modify_ = false;
+  EventOut out_;
 };
 
 }  // namespace dsvmi::infer

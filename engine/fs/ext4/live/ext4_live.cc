@@ -1,24 +1,19 @@
-// One file system's inference: frames -> shadow/pending/journal -> at each
-// consistency point, decode what changed, diff against the model, order the
+// ext4's live driver (infer/fs_driver.h): frames -> shadow/pending/journal ->
+// at each consistency point, decode what changed, diff against the model, order the
 // differences into events. docs/inference.md explains the design.
-#include "fs_engine.h"
+#include "ext4_live.h"
 
 #include <algorithm>
 #include <cstring>
 #include <map>
 #include <unordered_set>
 
-#include "../fs/ext4/ext4_format.h"
+#include "../ext4_format.h"
 #include "dsvmi/gate_writer.h"
 #include "dsvmi/grain.h"
 
 namespace dsvmi::infer {
 namespace {
-
-// Caps on one coalesced modify event (bytes of file): with --data the event
-// holds the bytes in memory and in its JSON line.
-constexpr uint64_t kMaxCoalescedDataBytes = 1ull << 20;
-constexpr uint64_t kMaxCoalescedBytes = 1ull << 30;
 
 bool is_metadata(BlockKind k) {
   switch (k) {
@@ -54,7 +49,7 @@ Inode without_extents(const Inode& n) {
 
 }  // namespace
 
-FsEngine::FsEngine(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition)
+Ext4Live::Ext4Live(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition)
     : ctx_(ctx),
       index_(index),
       info_(index.info()),
@@ -62,9 +57,10 @@ FsEngine::FsEngine(EngineContext& ctx, const FsIndex& index, DiskReader& disk, u
       view_(disk, info_.partition_offset, info_.partition_size, info_.block_size),
       rmap_(index),
       state_(index, info_.root_ino),
-      journal_(ctx.options.journal_cache_blocks) {}
+      journal_(ctx.options.journal_cache_blocks),
+      out_(ctx) {}
 
-Status FsEngine::init() {
+Status Ext4Live::init() {
   if (info_.type != "ext2" && info_.type != "ext3" && info_.type != "ext4") {
     return Status::error("inference: file system type '" + info_.type + "' is not supported");
   }
@@ -102,13 +98,13 @@ Status FsEngine::init() {
   return Status::ok();
 }
 
-BlockKind FsEngine::data_kind(const Inode& n) const {
+BlockKind Ext4Live::data_kind(const Inode& n) const {
   if (n.ino == info_.journal_ino && n.ino != 0) return BlockKind::Journal;
   if (n.type == FileType::Directory) return BlockKind::Directory;
   return BlockKind::FileData;
 }
 
-bool FsEngine::watched(uint64_t ino) {
+bool Ext4Live::watched(uint64_t ino) {
   const GatePolicy& p = ctx_.options.policy;
   if (p.kind == GatePolicyKind::MetadataOnly) return false;
   const Inode* n = state_.inode(ino);
@@ -125,14 +121,14 @@ bool FsEngine::watched(uint64_t ino) {
   return match;
 }
 
-std::string FsEngine::name_path(uint64_t dir, const std::string& name) {
+std::string Ext4Live::name_path(uint64_t dir, const std::string& name) {
   std::string p;
   if (!state_.path(dir, &p)) p = "/<unreachable:" + std::to_string(dir) + ">";
   if (p != "/") p += "/";
   return p + name;
 }
 
-Event FsEngine::base_event(const FrameView& f, EventKind kind, uint64_t ino) {
+Event Ext4Live::base_event(const FrameView& f, EventKind kind, uint64_t ino) {
   Event e;
   e.time_ns = f.timestamp_ns;
   e.frame_seq = f.seq;
@@ -144,35 +140,7 @@ Event FsEngine::base_event(const FrameView& f, EventKind kind, uint64_t ino) {
   return e;
 }
 
-void FsEngine::emit(Event&& e) {
-  release_held_modify();
-  emit_now(std::move(e));
-}
-
-void FsEngine::release_held_modify() {
-  if (!has_held_modify_) return;
-  has_held_modify_ = false;
-  emit_now(std::move(held_modify_));
-  held_modify_ = Event();
-}
-
-void FsEngine::emit_now(Event&& e) {
-  e.seq = ctx_.next_event_seq++;
-  if (ctx_.options.measure_latency) {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    const uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-    // A producer clock ahead of ours (untrusted timestamp) counts as 0.
-    const uint64_t us = now > e.time_ns ? (now - e.time_ns) / 1000 : 0;
-    e.latency_us = static_cast<int64_t>(std::min<uint64_t>(us, INT64_MAX));
-    ctx_.stats.latency.record(us);
-    ctx_.interval_latency.record(us);
-  }
-  ctx_.stats.events++;
-  ctx_.sink->emit(e);
-}
-
-void FsEngine::gate_blocks(uint64_t first, uint64_t count, bool pass) {
+void Ext4Live::gate_blocks(uint64_t first, uint64_t count, bool pass) {
   Gate* gate = ctx_.options.gate;
   if (gate == nullptr || count == 0) return;
   uint64_t off = info_.partition_offset + first * info_.block_size, len = count * info_.block_size;
@@ -192,12 +160,12 @@ void FsEngine::gate_blocks(uint64_t first, uint64_t count, bool pass) {
 // ---------------------------------------------------------------------------
 // Policy changes
 
-void FsEngine::set_globs(std::vector<Glob> globs) {
+void Ext4Live::set_globs(std::vector<Glob> globs) {
   globs_ = std::move(globs);
   watched_cache_.clear();
 }
 
-Status FsEngine::add_gate_grains(Gate& gate, PolicyApplyResult* result) {
+Status Ext4Live::add_gate_grains(Gate& gate, PolicyApplyResult* result) {
   const GatePolicy& p = ctx_.options.policy;
   // Watched files under globs: one walk of the current tree (every name of
   // every file, like watched()), without materializing directories.
@@ -276,7 +244,7 @@ Status FsEngine::add_gate_grains(Gate& gate, PolicyApplyResult* result) {
 // ---------------------------------------------------------------------------
 // Frames
 
-void FsEngine::write(const FrameView& f, uint64_t disk_offset, uint64_t len, const uint8_t* data, bool discard) {
+void Ext4Live::write(const FrameView& f, uint64_t disk_offset, uint64_t len, const uint8_t* data, bool discard) {
   ReleaseHeldOnReturn release_held{this};
   const uint32_t bs = info_.block_size;
   const uint64_t rel = disk_offset - info_.partition_offset;
@@ -361,7 +329,7 @@ void FsEngine::write(const FrameView& f, uint64_t disk_offset, uint64_t len, con
   }
 }
 
-void FsEngine::emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len) {
+void Ext4Live::emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len) {
   if (!watched(ino)) return;
   Event e = base_event(f, EventKind::Modify, ino);
   if (!state_.path(ino, &e.path)) e.path.clear();
@@ -372,27 +340,10 @@ void FsEngine::emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offse
     e.attrs = without_extents(*n);
   }
   ctx_.stats.data_bytes_attributed += len;
-  // Coalesce with the held event when this piece continues it: same file,
-  // same frame, next byte. With data capture the merged event carries the
-  // bytes, so its size is capped.
-  Event& h = held_modify_;
-  const bool capture = ctx_.options.capture_data;
-  if (has_held_modify_ && h.ino == ino && h.frame_seq == f.seq && h.offset + h.length == file_offset &&
-      h.length + len <= (capture ? kMaxCoalescedDataBytes : kMaxCoalescedBytes)) {
-    h.length += len;
-    h.path = std::move(e.path);
-    h.has_attrs = e.has_attrs;
-    h.attrs = std::move(e.attrs);
-    if (capture) h.data.insert(h.data.end(), data, data + len);
-    return;
-  }
-  if (capture) e.data.assign(data, data + len);
-  release_held_modify();
-  held_modify_ = std::move(e);
-  has_held_modify_ = true;
+  out_.modify(std::move(e), data, len);
 }
 
-void FsEngine::journal_block(const FrameView& f, uint64_t position, const uint8_t* block) {
+void Ext4Live::journal_block(const FrameView& f, uint64_t position, const uint8_t* block) {
   if (position > UINT32_MAX) return;
   uint32_t seq = 0;
   if (journal_.block_written(static_cast<uint32_t>(position), block, &seq)) {
@@ -401,7 +352,7 @@ void FsEngine::journal_block(const FrameView& f, uint64_t position, const uint8_
   }
 }
 
-void FsEngine::apply_transaction(uint32_t seq) {
+void Ext4Live::apply_transaction(uint32_t seq) {
   const uint32_t bs = info_.block_size;
   std::vector<JournalTag> tags = journal_.take_transaction(seq);
   ctx_.stats.journal_commits++;
@@ -443,12 +394,12 @@ void FsEngine::apply_transaction(uint32_t seq) {
   }
 }
 
-void FsEngine::flush(const FrameView& f) {
+void Ext4Live::flush(const FrameView& f) {
   ReleaseHeldOnReturn release_held{this};
   consistency_point(f);
 }
 
-void FsEngine::lost(const FrameView& f, uint64_t disk_offset, uint64_t len) {
+void Ext4Live::lost(const FrameView& f, uint64_t disk_offset, uint64_t len) {
   ReleaseHeldOnReturn release_held{this};
   const uint32_t bs = info_.block_size;
   uint64_t first = (disk_offset - info_.partition_offset) / bs;
@@ -481,7 +432,7 @@ void FsEngine::lost(const FrameView& f, uint64_t disk_offset, uint64_t len) {
   emit(std::move(e));
 }
 
-void FsEngine::finish() {
+void Ext4Live::finish() {
   ReleaseHeldOnReturn release_held{this};
   for (auto& [b, pieces] : view_.pending()) ctx_.stats.pending_expired += pieces.size();
   while (!view_.pending().empty()) view_.drop_pending(view_.pending().begin()->first);
@@ -490,7 +441,7 @@ void FsEngine::finish() {
 // ---------------------------------------------------------------------------
 // Decoding
 
-void FsEngine::inodes_of_table_block(uint64_t block, std::set<uint64_t>* out) {
+void Ext4Live::inodes_of_table_block(uint64_t block, std::set<uint64_t>* out) {
   const ext4::Superblock& sb = decoder_->sb_;
   auto it = std::upper_bound(itables_.begin(), itables_.end(), std::make_pair(block, UINT64_MAX));
   if (it == itables_.begin()) return;
@@ -507,7 +458,7 @@ void FsEngine::inodes_of_table_block(uint64_t block, std::set<uint64_t>* out) {
   }
 }
 
-Status FsEngine::read_inode_raw(uint64_t ino, std::vector<uint8_t>* raw) {
+Status Ext4Live::read_inode_raw(uint64_t ino, std::vector<uint8_t>* raw) {
   const ext4::Superblock& sb = decoder_->sb_;
   if (ino == 0 || ino > sb.inodes_count) return Status::error("inode number out of range");
   const uint64_t g = (ino - 1) / sb.inodes_per_group, idx = (ino - 1) % sb.inodes_per_group;
@@ -521,7 +472,7 @@ Status FsEngine::read_inode_raw(uint64_t ino, std::vector<uint8_t>* raw) {
   return Status::ok();
 }
 
-void FsEngine::decode(const std::set<uint64_t>& inos) {
+void Ext4Live::decode(const std::set<uint64_t>& inos) {
   decoded_.clear();
   decoder_->reset_budgets();
   const uint64_t before = decoded_.problems;
@@ -544,7 +495,7 @@ void FsEngine::decode(const std::set<uint64_t>& inos) {
 // ---------------------------------------------------------------------------
 // Consistency points
 
-void FsEngine::consistency_point(const FrameView& f) {
+void Ext4Live::consistency_point(const FrameView& f) {
   ctx_.stats.consistency_points++;
   if (dirty_.empty()) {
     settle_pending(f);
@@ -819,7 +770,7 @@ void FsEngine::consistency_point(const FrameView& f) {
 
 // Pending data whose block now has an owner is attributed; what stays
 // unowned past the TTL expires.
-void FsEngine::settle_pending(const FrameView& f) {
+void Ext4Live::settle_pending(const FrameView& f) {
   auto& pending = view_.pending();
   const uint32_t bs = info_.block_size;
   for (auto it = pending.begin(); it != pending.end();) {
@@ -872,7 +823,7 @@ void FsEngine::settle_pending(const FrameView& f) {
 // ---------------------------------------------------------------------------
 // State dump
 
-void FsEngine::dump_state(std::vector<std::string>* lines) {
+void Ext4Live::dump_state(std::vector<std::string>* lines) {
   // Breadth-first from the root over the model; bounded by what it holds.
   std::vector<std::pair<uint64_t, std::string>> queue{{state_.root(), "/"}};
   std::set<uint64_t> seen_dirs;
