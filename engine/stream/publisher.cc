@@ -212,9 +212,15 @@ bool Publisher::Impl::send_window() {
       break;
     }
   }
-  jsPubOptions_Init(&po);
-  po.MaxWait = int64_t(opt.ack_wait_s * 1000);
-  natsStatus ns = js_PublishAsyncComplete(js, &po);
+  // Wait in short steps: a connection that broke is noticed at once, not
+  // after the whole acknowledgement wait.
+  natsStatus ns = NATS_TIMEOUT;
+  for (double waited = 0; waited < opt.ack_wait_s && ns == NATS_TIMEOUT; waited += 0.1) {
+    jsPubOptions_Init(&po);
+    po.MaxWait = 100;
+    ns = js_PublishAsyncComplete(js, &po);
+    if (ns == NATS_TIMEOUT && natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) break;
+  }
   if (fail.empty() && ns != NATS_OK) fail = "nats: acknowledgements: " + nats_error_text(ns);
   if (fail.empty() && window_errors > 0) {
     std::lock_guard<std::mutex> l(err_mu);

@@ -61,11 +61,12 @@ std::string url(int port) { return "nats://127.0.0.1:" + std::to_string(port); }
 // One nats-server process with JetStream and its own store dir.
 struct Server {
   int port = free_port(), cluster_port = 0;
-  std::string dir, name;
+  std::string dir, name, conf;  // conf: a configuration file instead of the flags
   std::vector<std::string> routes;
   pid_t pid = -1;
   void start() {
     std::vector<std::string> args = {kServer, "-js", "-a", "127.0.0.1", "-p", std::to_string(port), "-sd", dir};
+    if (!conf.empty()) args = {kServer, "-c", conf};
     if (cluster_port) {
       args.insert(args.end(), {"-n", name, "--cluster_name", "dsvmi-test", "--cluster",
                                "nats://127.0.0.1:" + std::to_string(cluster_port)});
@@ -111,7 +112,8 @@ struct Stored {
   Json rec;
 };
 
-std::vector<Stored> read_stream(const std::string& urls, const std::string& stream = "DSVMI") {
+std::vector<Stored> read_stream(const std::string& urls, const std::string& stream = "DSVMI",
+                                int64_t* replicas = nullptr) {
   std::vector<Stored> out;
   natsConnection* nc = nullptr;
   natsOptions* o = nullptr;
@@ -133,6 +135,7 @@ std::vector<Stored> read_stream(const std::string& urls, const std::string& stre
   EXPECT_EQ(ns, NATS_OK) << "stream info: " << natsStatus_GetText(ns);
   if (ns == NATS_OK) {
     EXPECT_EQ(si->Config->Storage, js_FileStorage);
+    if (replicas) *replicas = si->Config->Replicas;
     for (uint64_t seq = si->State.FirstSeq; seq <= si->State.LastSeq; ++seq) {
       natsMsg* m = nullptr;
       if (js_GetMsg(&m, js, stream.c_str(), seq, nullptr, nullptr) != NATS_OK) continue;
@@ -372,6 +375,32 @@ TEST_F(StreamNats, MalformedMessagesDoNotStopTheSubscriber) {
   EXPECT_NE(err.find("malformed"), std::string::npos) << err;
 }
 
+TEST_F(StreamNats, AuthenticationRequiredIsAClearError) {
+  TempDir t;
+  Server srv;
+  srv.dir = t.path;
+  srv.conf = t.path + "/server.conf";
+  std::ofstream(srv.conf) << "listen: 127.0.0.1:" << srv.port << "\njetstream { store_dir: \"" << t.path
+                          << "\" }\nauthorization { users = [ {user: pub, password: s3cret} ] }\n";
+  srv.start();
+  PublisherOptions po;
+  po.urls = url(srv.port);
+  std::unique_ptr<Publisher> pub;
+  ASSERT_TRUE(Publisher::start(po, &pub).is_ok());
+  pub->publish("h1:vm1:vda", event("h1:vm1:vda", 1));
+  for (int i = 0; i < 600 && pub->stats().last_error.empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string err = pub->stats().last_error;
+  EXPECT_NE(err.find("uthorization"), std::string::npos) << err;  // the server's reason, named
+  EXPECT_NE(err.find(url(srv.port)), std::string::npos) << err;
+  EXPECT_EQ(pub->stats().acknowledged, 0u);
+  pub.reset();
+  po.urls = "nats://pub:s3cret@127.0.0.1:" + std::to_string(srv.port);
+  ASSERT_TRUE(Publisher::start(po, &pub).is_ok());
+  pub->publish("h1:vm1:vda", event("h1:vm1:vda", 1));
+  ASSERT_TRUE(pub->flush(60)) << pub->stats().last_error;
+}
+
 TEST_F(StreamNats, ThreeNodeClusterLosingOneNodeKeepsTheStream) {
   TempDir t;
   Server s[3];
@@ -399,7 +428,9 @@ TEST_F(StreamNats, ThreeNodeClusterLosingOneNodeKeepsTheStream) {
     }
   }
   ASSERT_TRUE(pub->flush(180)) << pub->stats().last_error;
-  std::vector<Stored> st = read_stream(url(s[1].port) + "," + url(s[2].port));
+  int64_t replicas = 0;
+  std::vector<Stored> st = read_stream(url(s[1].port) + "," + url(s[2].port), "DSVMI", &replicas);
+  EXPECT_EQ(replicas, 3);  // three URLs given: R3, so one node's loss keeps a quorum
   ASSERT_EQ(st.size(), n);
   EXPECT_EQ(check_order(st)["h1:vm1:vda"], n);
   EXPECT_GE(pub->stats().connects, 2u);  // it moved to a surviving node
