@@ -200,7 +200,10 @@ bool Publisher::Impl::send_window() {
   }
   window_errors = 0;
   window_dups = 0;
-  window_error.clear();
+  {
+    std::lock_guard<std::mutex> l(err_mu);
+    window_error.clear();
+  }
   jsPubOptions po;
   std::string fail;
   for (Entry* e : win) {
