@@ -19,6 +19,8 @@ PACKAGES=(
   libfsntfs-utils
   # daemon tests: Prometheus' own text-format parser; Debian's stock QEMU (no dsvmi driver)
   python3-prometheus-client qemu-system-x86
+  # event stream tests (docs/stream.md): the NATS JetStream broker and C client
+  nats-server libnats-dev
   # benchmarks
   fio
   # end-to-end benchmarks (bench/e2e): guest root file system, plots

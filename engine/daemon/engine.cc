@@ -244,6 +244,8 @@ Reply Daemon::watch(const Json& args, Client* c) {
 }
 
 void Daemon::publish(const Attachment& a, Json ev) {
+  ev.set("disk", a.name);  // the engine's own "disk" is the image path
+  if (opt_.tap) opt_.tap->on_event(a.name, ev);
   std::string path = ev.get_string("path");
   size_t colon = a.name.rfind(':');
   std::string host_vm = colon == std::string::npos ? a.name : a.name.substr(0, colon);
@@ -256,7 +258,6 @@ void Daemon::publish(const Attachment& a, Json ev) {
     if (!path.empty() && !c.watch_path.matches(path)) continue;
     if (msg.empty()) {
       Json out(Json::Object{});
-      ev.set("disk", a.name);  // the engine's own "disk" is the image path
       out.set("event", "FILE");
       out.set("data", ev);
       msg = out.dump() + "\n";

@@ -102,6 +102,11 @@ Reply Daemon::dispatch(const std::string& cmd, const Json& args, Client* c) {
   if (cmd == "policy-set") return policy_set(args, c);
   if (cmd == "watch") return watch(args, c);
   if (cmd == "ping") return Reply::now(Json(Json::Object{}));
+  if (cmd == "stream-status") {
+    if (!opt_.tap)
+      return Reply::fail(Status::error("NotConfigured", "the daemon publishes to no stream (start it with --nats URL)"));
+    return Reply::now(opt_.tap->status());
+  }
   if (cmd == "status") {
     Attachment* a;
     if (!args.get_string("name").empty())
@@ -109,7 +114,7 @@ Reply Daemon::dispatch(const std::string& cmd, const Json& args, Client* c) {
     return Reply::now(status(args.get_string("name")));
   }
   return Reply::fail(Status::error("CommandNotFound", "unknown command '" + cmd +
-                                                          "' (attach, detach, status, policy-set, watch, ping)"));
+                                                          "' (attach, detach, status, policy-set, watch, stream-status, ping)"));
 }
 
 void Daemon::handle_lines(Client& c) {

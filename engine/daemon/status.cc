@@ -187,6 +187,14 @@ std::string Daemon::metrics_text() {
     out << "dsvmi_event_latency_seconds_sum{disk=\"" << d << "\"} " << num(a.latency.sum) << "\n";
     out << "dsvmi_event_latency_seconds_count{disk=\"" << d << "\"} " << a.latency.count << "\n";
   }
+  if (opt_.tap) {  // the stream publisher's counters (docs/stream.md, "Metrics")
+    Json st = opt_.tap->status();
+    if (st.is_object())
+      for (const auto& [k, v] : st.as_object()) {
+        if (v.is_bool()) out << "dsvmi_stream_" << k << " " << (v.as_bool() ? 1 : 0) << "\n";
+        else if (v.is_number()) out << "dsvmi_stream_" << k << " " << num(v.as_number()) << "\n";
+      }
+  }
   out << "# HELP dsvmi_attachments Attachments the daemon manages.\n# TYPE dsvmi_attachments gauge\n"
       << "dsvmi_attachments " << all.as_array().size() << "\n";
   return out.str();

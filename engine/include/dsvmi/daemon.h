@@ -11,12 +11,25 @@
 
 namespace dsvmi {
 
+// Sees every event the daemon sends to its watchers, whether or not a
+// watcher is connected (docs/stream.md): called on the daemon's loop thread,
+// in order per disk, with "disk" already the attachment name. It must return
+// at once (queue, never wait on a network).
+class EventTap {
+ public:
+  virtual ~EventTap() = default;
+  virtual void on_event(const std::string& disk_name, const Json& event) = 0;
+  // For the `stream-status` request and the metrics (docs/daemon-protocol.md).
+  virtual Json status() const = 0;
+};
+
 struct DaemonOptions {
   std::string socket_path;
   std::string state_dir;     // rings, gates, indexes, engine logs
   std::string self_exe;      // the dsvmi binary whose subcommands do the work
   std::string metrics_file;  // Prometheus textfile, rewritten every few seconds ("" = none)
   std::string metrics_listen;  // "127.0.0.1:PORT": GET /metrics over HTTP from the same loop ("" = none)
+  EventTap* tap = nullptr;     // e.g. the NATS publisher of `--nats` (nullptr = none); outlives the daemon
 };
 
 // Serves until SIGINT/SIGTERM; detaches everything on the way out.

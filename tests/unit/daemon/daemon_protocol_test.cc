@@ -263,6 +263,14 @@ TEST_F(DaemonTest, StatusEmptyAndUnknownCommand) {
   EXPECT_NE(s.message().find("no attachment named 'h:v:d'"), std::string::npos) << s.message();
 }
 
+// Without --nats there is no publisher: the request says how to get one.
+TEST_F(DaemonTest, StreamStatusWithoutNatsIsNotConfigured) {
+  Json r;
+  Status s = daemon_call(socket_, "stream-status", Json(Json::Object{}), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("--nats URL"), std::string::npos) << s.message();
+}
+
 TEST_F(DaemonTest, AttachWrongQmpSocket) {
   Status s = attach(dir_ + "/nowhere.sock", "disk-fmt");
   ASSERT_FALSE(s);
