@@ -275,7 +275,9 @@ TEST_F(StreamNats, FullOutboxCountsAndReportsTheGap) {
 std::vector<Json> run_watch(const std::vector<std::string>& args, std::string* err = nullptr) {
   std::string cmd = std::string(DSVMI_CLI_PATH) + " watch";
   for (auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>/tmp/dsvmi-stream-watch.err";
+  // Per process, so two copies of the test cannot read each other's errors.
+  const std::string err_path = "/tmp/dsvmi-stream-watch-" + std::to_string(::getpid()) + ".err";
+  cmd += " 2>" + err_path;
   std::vector<Json> out;
   FILE* f = ::popen(cmd.c_str(), "r");
   char buf[1 << 16];
@@ -287,11 +289,12 @@ std::vector<Json> run_watch(const std::vector<std::string>& args, std::string* e
   int rc = f ? ::pclose(f) : -1;
   EXPECT_EQ(rc, 0) << cmd;
   if (err) {
-    std::ifstream in("/tmp/dsvmi-stream-watch.err");
+    std::ifstream in(err_path);
     std::stringstream ss;
     ss << in.rdbuf();
     *err = ss.str();
   }
+  ::unlink(err_path.c_str());
   return out;
 }
 
