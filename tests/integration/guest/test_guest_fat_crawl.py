@@ -12,6 +12,7 @@ usage: test_guest_fat_crawl.py --build-dir BUILD
 """
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -74,8 +75,11 @@ def main():
 
     dsvmi = str(Path(args.build_dir) / "dsvmi")
     index = str(work / "fat.dsvx")
-    crawl = guest.run([dsvmi, "crawl", img, "--index", index]).stdout
-    assert re.search(r"partition 0  vfat .*\n.*problems 0", crawl), crawl
+    crawl = guest.run([dsvmi, "crawl", "--json", img, "--index", index]).stdout
+    summary = [r for r in map(json.loads, crawl.splitlines()) if r.get("crawl") == "summary"]
+    assert len(summary) == 1, crawl  # docs/cli-json.md, `dsvmi crawl --json`
+    fss = summary[0]["file_systems"]
+    assert [(f["partition"], f["type"], f["problems"], f["error"]) for f in fss] == [(0, "vfat", 0, None)], fss
     ours = ls_tree(dsvmi, index)
 
     mdir = guest.run(["mdir", "-/", "-b", "-a", "-i", img, "::/"], env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
