@@ -75,6 +75,8 @@ def read_lines(path):
         return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
     except json.JSONDecodeError:
         return []  # a line being written: read again later
+    except FileNotFoundError:
+        return []  # the engine has not opened its event file yet
 
 
 def main():
