@@ -407,7 +407,10 @@ int Run::feed_ring() {
 }
 
 int Run::finish(int rc) {
-  engine_->finish();
+  if (Status s = engine_->finish(); !s) {
+    std::fprintf(stderr, "dsvmi run: %s\n", s.message().c_str());
+    rc = rc ? rc : 1;
+  }
   if (a_.state && !forced_) {
     std::string tree;
     engine_->dump_state(&tree);
