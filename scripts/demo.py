@@ -266,6 +266,11 @@ def main():
             print(f"  bytes             {human(written)} written by the guest, {human(passed_b)} copied "
                   f"into the ring ({100.0 * dropped_b / written:.1f}% never copied)", file=sys.stderr)
     print(f"  files             {work} (disk.img, console.log, daemon.log, engine-*.log)", file=sys.stderr)
+    if args.json:  # the summary record (docs/cli-json.md, "scripts/demo.py --json")
+        print(json.dumps({"demo": "summary", "ok": ok,
+                          "events": sum(n for k, n in printer.counts.items() if k != "?"),
+                          "gate": {k: g[k] for k in ("writes_passed", "writes_dropped", "bytes_passed",
+                                                     "bytes_dropped") if k in g} if g else None}), flush=True)
     sys.exit(0 if ok else 1)
 
 

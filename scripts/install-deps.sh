@@ -6,6 +6,8 @@
 PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev git ca-certificates
+  # static checks (.clang-tidy via scripts/clang_tidy.sh; .clang-format)
+  clang-tidy clang-format
   # libraries (the project's chosen dependencies)
   liburing-dev libboost-dev libroaring-dev libflatbuffers-dev flatbuffers-compiler
   libgtest-dev libgmock-dev libbenchmark-dev libnbd-dev zlib1g-dev

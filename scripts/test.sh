@@ -34,6 +34,9 @@ step "build (warnings are errors)"
 cmake -S . -B build -G Ninja -DDSVMI_WERROR=ON >/dev/null
 cmake --build build -j "$JOBS"
 
+step "clang-tidy (.clang-tidy; findings are errors)"
+scripts/clang_tidy.sh build
+
 if [ -x qemu-patches/build.sh ]; then
   step "patched QEMU (cached in $DSVMI_CACHE_DIR)"
   DSVMI_QEMU_PREFIX=$(qemu-patches/build.sh --print-prefix "$ROOT/build")

@@ -177,20 +177,23 @@ class Consumer:
         self.env = env
         self.kind = kind
         self.log_path = Path(workdir) / "consumer.log"
+        self.events_path = Path(workdir) / "events.jsonl"
+        self.stats_path = Path(workdir) / "consumer-stats.json"
         if kind == "run":
+            # Engine records on the event stream give the ready record; the
+            # final counters go to --stats-json (docs/cli-json.md).
             self.argv = [env.dsvmi(), "run", "--ring", str(ring), "--index", str(index),
-                         "--disk", str(disk), "--events", str(Path(workdir) / "events.jsonl"),
-                         "--stats"]
+                         "--disk", str(disk), "--events", str(self.events_path), "--records",
+                         "--stats-json", str(self.stats_path)]
             for p in policies:
                 self.argv += ["--policy", p]
             if gate:
                 self.argv += ["--gate", str(gate)]
-            self.ready = "dsvmi run: ready"
+            self.records_path, self.key = self.events_path, "engine"
         else:
-            self.argv = [env.dsvmi(), "capture", "--ring", str(ring), "--out",
+            self.argv = [env.dsvmi(), "capture", "--json", "--ring", str(ring), "--out",
                          str(Path(workdir) / "capture.trace"), "--capacity", RING_CAPACITY]
-            self.ready = "dsvmi capture: ready"
-        self.events_path = Path(workdir) / "events.jsonl"
+            self.records_path, self.key = Path(workdir) / "capture.jsonl", "capture"
         self.proc = None
 
     def describe(self):
@@ -202,12 +205,27 @@ class Consumer:
         except FileNotFoundError:
             return ""
 
+    def record(self, kind):
+        """The last complete {self.key: kind} record (`dsvmi run` engine
+        records, docs/events.md; `dsvmi capture --json`, docs/cli-json.md)."""
+        found = None
+        try:
+            with open(self.records_path, "r", errors="replace") as f:
+                for line in f:
+                    if line.endswith("\n") and f'"{self.key}"' in line:
+                        r = json.loads(line)
+                        if r.get(self.key) == kind:
+                            found = r
+        except FileNotFoundError:
+            pass
+        return found
+
     def start(self, timeout=120.0):
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self._out = open(self.records_path if self.kind == "capture" else os.devnull, "w")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._log)
         deadline = time.monotonic() + timeout
-        while self.ready not in self.log():
+        while not self.record("ready"):
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.describe()} exited {self.proc.returncode}: {self.log()[-2000:]}")
             if time.monotonic() > deadline:
@@ -218,7 +236,8 @@ class Consumer:
 
     def stop(self, timeout=300.0):
         """SIGTERM (both drain what is enqueued, then exit); returns the
-        final counters {name: int} and the number of events written."""
+        final counters (the stats record of docs/cli-json.md) and, for the
+        engine, the number of event lines written."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -228,18 +247,17 @@ class Consumer:
             raise BenchError(f"{self.describe()} ignored SIGTERM for {timeout} s")
         finally:
             self._log.close()
-        text = self.log()
+            self._out.close()
         if rc != 0:
-            raise BenchError(f"{self.describe()} exited {rc}: {text[-2000:]}")
-        stats = {}
-        for line in text.splitlines():
-            if line.startswith("capture-stats ") or line.startswith("dsvmi run: frames="):
-                body = line.split(" ", 1)[1] if line.startswith("capture-stats") else line[len("dsvmi run: "):]
-                stats = {k: (int(v) if v.isdigit() else float(v))
-                         for k, v in re.findall(r"(\w+)=(\d+(?:\.\d+)?)\b", body)}
-        if self.kind == "run" and self.events_path.exists():
+            raise BenchError(f"{self.describe()} exited {rc}: {self.log()[-2000:]}")
+        if self.kind == "run":
+            stats = json.loads(self.stats_path.read_text())
             with open(self.events_path, "rb") as f:
-                stats["event_lines"] = sum(1 for _ in f)
+                stats["event_lines"] = sum(1 for line in f if b'"engine"' not in line)
+        else:
+            stats = self.record("stats")
+            if not stats:
+                raise BenchError(f"{self.describe()} printed no stats record: {self.log()[-2000:]}")
         return stats
 
     def kill(self):
@@ -294,7 +312,7 @@ class Runner:
         gate from it."""
         gate = self.work / "low-overhead.gate.pristine"
         self.index = self.work / "pristine.index"
-        cmd = [self.env.dsvmi(), "bench", "static-gate", "--disk", str(self.pristine),
+        cmd = [self.env.dsvmi(), "bench", "static-gate", "--json", "--disk", str(self.pristine),
                "--gate", str(gate), "--index", str(self.index)]
         for g in LOW_OVERHEAD_GLOBS:
             cmd += ["--glob", g]
@@ -302,7 +320,7 @@ class Runner:
         if p.returncode != 0:
             raise BenchError(f"{' '.join(cmd)} failed: {p.stderr}")
         self.static_gate = gate
-        self.static_gate_info = dict(kv.split("=") for kv in p.stdout.split()[1:])
+        self.static_gate_info = json.loads(p.stdout)  # docs/cli-json.md, `dsvmi bench static-gate --json`
         log(f"crawled the pristine image; static low-overhead gate: {p.stdout.strip()}")
         self.consumer_kinds = {}
 
@@ -535,19 +553,19 @@ def engine_memory(boots, modes):
 
 
 def event_latency(boots, modes):
-    """Per mode, from the engine's final counters (`dsvmi run --stats`:
-    event_latency_p50_us / _p99_us / _max_us, emission time minus the
+    """Per mode, from the engine's final counters (`dsvmi run --stats-json`:
+    event_latency_us {p50, p99, max}, emission time minus the
     timestamp QEMU put on the frame that made the change visible): the
     median and the worst over repetitions. None when no engine reported it."""
     out = {}
     for mode in modes:
         rows = [b.get("consumer_stats") or {} for b in boots if b["mode"] == mode]
-        rows = [r for r in rows if "event_latency_p50_us" in r and r.get("events")]
+        rows = [r for r in rows if "event_latency_us" in r and r.get("events")]
         if not rows:
             continue
-        p50 = [r["event_latency_p50_us"] / 1000 for r in rows]
-        p99 = [r["event_latency_p99_us"] / 1000 for r in rows]
-        mx = [r.get("event_latency_max_us", 0) / 1000 for r in rows]
+        p50 = [r["event_latency_us"]["p50"] / 1000 for r in rows]
+        p99 = [r["event_latency_us"]["p99"] / 1000 for r in rows]
+        mx = [r["event_latency_us"]["max"] / 1000 for r in rows]
         out[mode] = {"p50_ms": round(statistics.median(p50), 3), "p99_ms": round(statistics.median(p99), 3),
                      "p99_ms_worst": round(max(p99), 3), "max_ms": round(max(mx), 3),
                      "events": sum(r["events"] for r in rows), "boots": len(rows)}

@@ -1,7 +1,7 @@
 // dsvmi bench [--quick] [--micro] [--out DIR] [harness options...]
 //   runs the end-to-end overhead benchmarks: execs bench/e2e/run.py (the
 //   harness, docs/benchmarks.md) with this build's directory.
-// dsvmi bench static-gate --disk IMG --gate PATH [--glob G]... [--index PATH]
+// dsvmi bench static-gate --disk IMG --gate PATH [--glob G]... [--index PATH] [--json]
 //   crawls IMG and publishes a gate passing its metadata (+ the data of files
 //   matching the globs): the harness's low-overhead mode while no engine
 //   keeps the gate up to date (a static gate misses blocks that become
@@ -25,6 +25,7 @@
 #include "dsvmi/gate_writer.h"
 #include "dsvmi/index.h"
 #include "dsvmi/policy.h"
+#include "json_output.h"
 
 namespace dsvmi::cli {
 
@@ -33,7 +34,7 @@ namespace {
 void bench_usage(FILE* out) {
   std::fprintf(out,
                "usage: dsvmi bench [--quick] [--micro] [--out DIR] [harness options]\n"
-               "       dsvmi bench static-gate --disk IMG --gate PATH [--glob G]... [--index PATH]\n"
+               "       dsvmi bench static-gate --disk IMG --gate PATH [--glob G]... [--index PATH] [--json]\n"
                "The first form runs bench/e2e/run.py (python3) with this build directory; its\n"
                "options are listed by 'dsvmi bench --help-harness'. The source tree is found\n"
                "through $DSVMI_SOURCE_DIR or the build's CMakeCache.txt.\n");
@@ -88,6 +89,7 @@ int run_harness(int argc, char** argv) {
 }
 
 int static_gate(int argc, char** argv) {
+  const bool json = take_flag(&argc, argv, "--json");
   std::string disk_path, gate_path, index_path;
   GatePolicy policy;
   for (int i = 0; i < argc; i++) {
@@ -171,6 +173,17 @@ int static_gate(int argc, char** argv) {
   if (!st.is_ok()) {
     std::fprintf(stderr, "dsvmi bench static-gate: %s\n", st.message().c_str());
     return 1;
+  }
+  if (json) {
+    print_record(Json::Object{{"static_gate", "summary"},
+                              {"disk_size", summary.disk_size},
+                              {"grain_size", uint64_t(gate->grain_size())},
+                              {"grains_set", uint64_t(gate->set_grain_count())},
+                              {"grains_total", uint64_t(gate->grain_count())},
+                              {"metadata_blocks", uint64_t(stats.metadata_blocks)},
+                              {"data_blocks", uint64_t(stats.data_blocks)},
+                              {"matched_files", uint64_t(stats.matched_files)}});
+    return 0;
   }
   std::printf("static-gate disk_size=%" PRIu64 " grain=%u grains_set=%" PRIu64 " grains_total=%" PRIu64
               " metadata_blocks=%" PRIu64 " data_blocks=%" PRIu64 " matched_files=%" PRIu64 "\n",

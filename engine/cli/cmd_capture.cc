@@ -12,8 +12,10 @@
 #include <string>
 
 #include "commands.h"
+#include "dsvmi/daemon_json.h"
 #include "dsvmi/ring_consumer.h"
 #include "dsvmi/trace.h"
+#include "json_output.h"
 
 namespace dsvmi::cli {
 namespace {
@@ -24,12 +26,13 @@ void on_signal(int) { g_stop = 1; }
 void usage(FILE* out) {
   std::fprintf(out,
                "usage: dsvmi capture --ring PATH --out TRACE [--capacity BYTES]\n"
-               "                     [--until-idle SECONDS | --frames N]\n"
+               "                     [--until-idle SECONDS | --frames N] [--json]\n"
                "Drains the ring at PATH into the trace file TRACE until SIGINT/SIGTERM, until\n"
                "no frame arrived for SECONDS, or after N frames. Creates the ring (data area\n"
                "of BYTES, a power of two, default 64 MiB; suffixes K, M, G) when PATH does\n"
                "not exist, else re-attaches to it. Prints 'dsvmi capture: ready' on stderr\n"
-               "once the ring exists, and a 'capture-stats' line when it stops.\n");
+               "once the ring exists, and a 'capture-stats' line when it stops; with --json,\n"
+               "a ready and a stats record on stdout instead (docs/cli-json.md).\n");
 }
 
 bool parse_size(const char* s, uint64_t* out) {
@@ -55,6 +58,7 @@ double now_s() {
 }  // namespace
 
 int cmd_capture(int argc, char** argv) {
+  const bool json = take_flag(&argc, argv, "--json");
   std::string ring_path, out_path;
   uint64_t capacity = 64ull << 20;
   double until_idle = -1;
@@ -122,10 +126,18 @@ int cmd_capture(int argc, char** argv) {
     std::fprintf(stderr, "dsvmi capture: %s\n", serr.message().c_str());
     return 1;
   }
-  std::fprintf(stderr, "dsvmi capture: ready ring=%s (%s, %llu-byte data area) out=%s\n", ring_path.c_str(),
-               exists ? "attached" : "created", (unsigned long long)ring->geometry().capacity,
-               out_path.c_str());
-  std::fflush(stderr);
+  if (json) {
+    print_record(Json::Object{{"capture", "ready"},
+                              {"ring", ring_path},
+                              {"attached", exists},
+                              {"capacity", uint64_t(ring->geometry().capacity)},
+                              {"out", out_path}});
+  } else {
+    std::fprintf(stderr, "dsvmi capture: ready ring=%s (%s, %llu-byte data area) out=%s\n", ring_path.c_str(),
+                 exists ? "attached" : "created", (unsigned long long)ring->geometry().capacity,
+                 out_path.c_str());
+    std::fflush(stderr);
+  }
 
   constexpr size_t kBurst = 64;
   FrameView views[kBurst];
@@ -197,6 +209,19 @@ int cmd_capture(int argc, char** argv) {
     rc = 1;
   }
   const RingConsumerStats rs = ring->stats();
+  if (json) {
+    print_record(Json::Object{{"capture", "stats"},
+                              {"ok", rc == 0},
+                              {"frames", frames},
+                              {"payload_bytes", payload_bytes},
+                              {"lost_records", lost_records},
+                              {"lost_frames", rs.lost_frames},
+                              {"invalid_records", rs.invalid_records},
+                              {"producer_dropped_frames", rs.dropped_frames},
+                              {"producer_dropped_bytes", rs.dropped_bytes},
+                              {"producer_produced_frames", rs.produced_frames}});
+    return rc;
+  }
   std::fprintf(stderr,
                "capture-stats frames=%llu payload_bytes=%llu lost_records=%llu lost_frames=%llu "
                "invalid_records=%llu producer_dropped_frames=%llu producer_dropped_bytes=%llu "

@@ -1,20 +1,23 @@
-// dsvmi ls INDEX PATH [-l] [--fs N] [--disk IMAGE]
+// dsvmi ls INDEX PATH [-l | --json] [--fs N] [--disk IMAGE]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "commands.h"
+#include "dsvmi/daemon_json.h"
 #include "index_cli_util.h"
+#include "json_output.h"
 
 namespace dsvmi::cli {
 namespace {
 
 void usage(FILE* out) {
   std::fprintf(out,
-               "usage: dsvmi ls INDEX PATH [-l] [--fs N] [--disk IMAGE]\n"
+               "usage: dsvmi ls INDEX PATH [-l | --json] [--fs N] [--disk IMAGE]\n"
                "  Lists a directory (or names a file) as crawled into INDEX.\n"
                "  -l            long format: mode, links, uid, gid, size, mtime (UTC), inode\n"
+               "  --json        one JSON object per name (docs/cli-json.md)\n"
                "  --fs N        the N-th file system of the index (default 0)\n"
                "  --disk IMAGE  refuse the index if it is stale for IMAGE\n");
 }
@@ -28,9 +31,34 @@ void print_long(const Inode& in, const std::string& name) {
   std::printf("\n");
 }
 
+// The type names of the engine's state and events (docs/events.md).
+const char* json_type(FileType t) {
+  switch (t) {
+    case FileType::Regular: return "file";
+    case FileType::Directory: return "dir";
+    case FileType::Symlink: return "symlink";
+    case FileType::CharDevice: return "chardev";
+    case FileType::BlockDevice: return "blockdev";
+    case FileType::Fifo: return "fifo";
+    case FileType::Socket: return "socket";
+    default: return "unknown";
+  }
+}
+
+// The --json form of one name (docs/cli-json.md, `dsvmi ls --json`).
+void print_json(const Inode& in, const std::string& name) {
+  Json::Object o{{"name", name},   {"ino", in.ino},     {"type", json_type(in.type)},
+                 {"mode", in.mode}, {"links", in.links}, {"uid", in.uid},
+                 {"gid", in.gid},   {"size", in.size},   {"rdev", in.rdev},
+                 {"mtime_ns", in.mtime_ns}};
+  if (in.type == FileType::Symlink) o["target"] = in.symlink_target;
+  print_record(Json(std::move(o)));
+}
+
 }  // namespace
 
 int cmd_ls(int argc, char** argv) {
+  const bool json = take_flag(&argc, argv, "--json");
   std::string index_path, path, disk;
   bool long_format = false;
   long fs_number = 0;
@@ -74,7 +102,9 @@ int cmd_ls(int argc, char** argv) {
     return 1;
   }
   if (in.type != FileType::Directory) {
-    if (long_format) print_long(in, path); else std::printf("%s\n", path.c_str());
+    if (json) print_json(in, path);
+    else if (long_format) print_long(in, path);
+    else std::printf("%s\n", path.c_str());
     return 0;
   }
   std::vector<DirEntry> entries;
@@ -84,7 +114,7 @@ int cmd_ls(int argc, char** argv) {
   }
   int rc = 0;
   for (const DirEntry& e : entries) {
-    if (!long_format) {
+    if (!long_format && !json) {
       std::printf("%s\n", e.name.c_str());
       continue;
     }
@@ -94,7 +124,8 @@ int cmd_ls(int argc, char** argv) {
       rc = 1;
       continue;
     }
-    print_long(child, e.name);
+    if (json) print_json(child, e.name);
+    else print_long(child, e.name);
   }
   return rc;
 }

@@ -5,20 +5,23 @@
 #include <string>
 
 #include "commands.h"
+#include "dsvmi/daemon_json.h"
 #include "dsvmi/replay.h"
 #include "dsvmi/trace.h"
+#include "json_output.h"
 
 namespace dsvmi::cli {
 namespace {
 
 void usage(FILE* out) {
   std::fprintf(out,
-               "usage: dsvmi replay [--allow-lost] [--discard punch|zero|skip] TRACE IMAGE\n"
+               "usage: dsvmi replay [--allow-lost] [--discard punch|zero|skip] [--json] TRACE IMAGE\n"
                "Applies the Write/WriteZeroes/Discard frames of TRACE, in order, to the raw\n"
                "IMAGE (a copy of the disk the capture started from). Lost frames mean the\n"
                "trace is incomplete: they are reported, and the exit code is 1 unless\n"
                "--allow-lost. Discards punch holes by default (reads back zeroes, as a raw\n"
-               "file under QEMU's discard=unmap does).\n");
+               "file under QEMU's discard=unmap does). The summary line on stdout is one\n"
+               "JSON record with --json (docs/cli-json.md).\n");
 }
 
 void print_loss(const std::string& message, void*) {
@@ -28,6 +31,7 @@ void print_loss(const std::string& message, void*) {
 }  // namespace
 
 int cmd_replay(int argc, char** argv) {
+  const bool json = take_flag(&argc, argv, "--json");
   bool allow_lost = false;
   ReplayOptions options;
   std::string paths[2];
@@ -97,16 +101,35 @@ int cmd_replay(int argc, char** argv) {
     rc = 1;
   }
   const ReplayStats& st = replayer->stats();
-  std::printf(
-      "replay: %llu frames: %llu writes (%llu bytes), %llu write-zeroes (%llu bytes), "
-      "%llu discards (%llu bytes), %llu flushes, %llu lost records (%llu frames, %llu bytes), "
-      "%llu unexplained sequence gaps\n",
-      (unsigned long long)st.frames, (unsigned long long)st.writes, (unsigned long long)st.write_bytes,
-      (unsigned long long)st.write_zeroes, (unsigned long long)st.write_zeroes_bytes,
-      (unsigned long long)st.discards, (unsigned long long)st.discard_bytes,
-      (unsigned long long)st.flushes, (unsigned long long)st.lost_records,
-      (unsigned long long)st.lost_frames, (unsigned long long)st.lost_bytes,
-      (unsigned long long)st.unexplained_gaps);
+  if (json) {
+    print_record(Json::Object{{"replay", "summary"},
+                              {"ok", rc == 0},
+                              {"frames", st.frames},
+                              {"writes", st.writes},
+                              {"write_bytes", st.write_bytes},
+                              {"write_zeroes", st.write_zeroes},
+                              {"write_zeroes_bytes", st.write_zeroes_bytes},
+                              {"discards", st.discards},
+                              {"discard_bytes", st.discard_bytes},
+                              {"flushes", st.flushes},
+                              {"lost_records", st.lost_records},
+                              {"lost_frames", st.lost_frames},
+                              {"lost_bytes", st.lost_bytes},
+                              {"unexplained_gaps", st.unexplained_gaps},
+                              {"unexplained_missing", st.unexplained_missing},
+                              {"lossless", st.lossless()}});
+  } else {
+    std::printf(
+        "replay: %llu frames: %llu writes (%llu bytes), %llu write-zeroes (%llu bytes), "
+        "%llu discards (%llu bytes), %llu flushes, %llu lost records (%llu frames, %llu bytes), "
+        "%llu unexplained sequence gaps\n",
+        (unsigned long long)st.frames, (unsigned long long)st.writes, (unsigned long long)st.write_bytes,
+        (unsigned long long)st.write_zeroes, (unsigned long long)st.write_zeroes_bytes,
+        (unsigned long long)st.discards, (unsigned long long)st.discard_bytes,
+        (unsigned long long)st.flushes, (unsigned long long)st.lost_records,
+        (unsigned long long)st.lost_frames, (unsigned long long)st.lost_bytes,
+        (unsigned long long)st.unexplained_gaps);
+  }
   if (rc == 0 && !st.lossless()) {
     if (allow_lost) {
       std::fprintf(stderr, "dsvmi replay: WARNING: the trace has losses; IMAGE is NOT a faithful copy\n");

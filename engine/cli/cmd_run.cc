@@ -44,8 +44,8 @@ uint64_t mono_ns() {
 
 // The command line of `dsvmi run` (run_usage() says what each means).
 struct RunArgs {
-  std::string trace_path, ring_path, index_path, disk_path, events_path, gate_path, policy_path;
-  bool state = false, stats = false;
+  std::string trace_path, ring_path, index_path, disk_path, events_path, gate_path, policy_path, stats_json_path;
+  bool state = false, stats = false, records = false;
   double stats_interval = 0;
   bool have_replay_until = false;
   uint64_t replay_until = 0;
@@ -70,13 +70,16 @@ int parse_run_args(int argc, char** argv, RunArgs* r) {
     } else if ((a == "--trace" && value(&r->trace_path)) || (a == "--ring" && value(&r->ring_path)) ||
                (a == "--index" && value(&r->index_path)) || (a == "--disk" && value(&r->disk_path)) ||
                (a == "--events" && value(&r->events_path)) || (a == "--gate" && value(&r->gate_path)) ||
-               (a == "--policy-file" && value(&r->policy_path))) {
+               (a == "--policy-file" && value(&r->policy_path)) ||
+               (a == "--stats-json" && value(&r->stats_json_path))) {
     } else if (a == "--data") {
       r->options.capture_data = true;
     } else if (a == "--state") {
       r->state = true;
     } else if (a == "--stats") {
       r->stats = true;
+    } else if (a == "--records") {
+      r->records = true;
     } else if (a == "--stats-interval" && value(&v)) {
       char* end = nullptr;
       r->stats_interval = std::strtod(v.c_str(), &end);
@@ -213,7 +216,7 @@ int Run::open() {
     std::fprintf(stderr, "dsvmi run: %s\n", s.message().c_str());
     return 1;
   }
-  records_ = !a_.policy_path.empty() || a_.stats_interval > 0;
+  records_ = a_.records || !a_.policy_path.empty() || a_.stats_interval > 0;
   return -1;
 }
 
@@ -279,7 +282,7 @@ void Run::reload_policy() {
                  st.message().c_str());
   }
   std::fflush(stderr);
-  // A plain event consumer (no --policy-file, no --stats-interval) gets
+  // A plain event consumer (no --records, --policy-file, --stats-interval) gets
   // no record: stderr says why the SIGHUP did nothing.
   if (records_) policy_record(out_, generation_, st, np, r);
 }
@@ -404,7 +407,10 @@ int Run::feed_ring() {
 }
 
 int Run::finish(int rc) {
-  engine_->finish();
+  if (Status s = engine_->finish(); !s) {
+    std::fprintf(stderr, "dsvmi run: %s\n", s.message().c_str());
+    rc = rc ? rc : 1;
+  }
   if (a_.state && !forced_) {
     std::string tree;
     engine_->dump_state(&tree);
@@ -412,6 +418,12 @@ int Run::finish(int rc) {
     std::fwrite(tree.data(), 1, tree.size(), stdout);
   }
   if (a_.stats) print_stats(engine_->stats());
+  if (!a_.stats_json_path.empty()) {
+    if (Status s = write_stats_json(a_.stats_json_path, engine_->stats()); !s) {
+      std::fprintf(stderr, "dsvmi run: %s\n", s.message().c_str());
+      rc = rc ? rc : 1;
+    }
+  }
   std::fflush(out_);
   return rc;
 }

@@ -1,6 +1,8 @@
 #include "run_support.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "dsvmi/events.h"
 #include "gate_args.h"
@@ -90,6 +92,7 @@ void run_usage(FILE* out) {
                "                 [--policy metadata|pass-all|glob:PATTERN]... [--gate GATE]\n"
                "                 [--events FILE] [--data] [--state] [--stats] [--pending-ttl SECONDS]\n"
                "                 [--pending-max BYTES] [--policy-file FILE] [--stats-interval SECONDS]\n"
+               "                 [--records] [--stats-json FILE]\n"
                "Infers file-level events from the frames of a capture trace (or a live ring,\n"
                "until SIGINT/SIGTERM: what the ring holds then is drained first; a second\n"
                "signal ends at once) and writes them as JSON Lines (docs/events.md) to stdout\n"
@@ -103,6 +106,8 @@ void run_usage(FILE* out) {
                "             live (watched files, gate recomputed); a {\"engine\":\"policy\",...}\n"
                "             record reports each attempt (docs/events.md, \"Engine records\")\n"
                "  --stats-interval  live ring: a {\"engine\":\"stats\",...} record every SECONDS\n"
+               "  --records  write engine records (ready, policy; docs/events.md) on the event\n"
+               "             stream even without --policy-file or --stats-interval\n"
                "  --replay-until  live ring: the producer index where the post-crawl replay\n"
                "             ends (default: the producer index at start); the ready records\n"
                "             mark it\n"
@@ -110,6 +115,8 @@ void run_usage(FILE* out) {
                "  --data     put the written bytes (base64) into modify events\n"
                "  --state    at the end, print the engine's tree (one JSON object per path)\n"
                "  --stats    at the end, print the engine's counters to stderr\n"
+               "  --stats-json FILE  at the end, write them to FILE as one JSON object\n"
+               "             (docs/cli-json.md): what programs read\n"
                "  --pending-max  memory cap of the pending store (data written before the\n"
                "             metadata that owns it; default 32M): a trace replay must hold one\n"
                "             commit interval's new data, a live run reads evicted data back\n");
@@ -137,6 +144,55 @@ void print_stats(const InferenceStats& s) {
                (unsigned long long)s.latency.percentile(0.50), (unsigned long long)s.latency.percentile(0.99),
                (unsigned long long)s.latency.max(), (unsigned long long)s.latency.count());
   if (!s.last_decode_problem.empty()) std::fprintf(stderr, "dsvmi run: last decode problem: %s\n", s.last_decode_problem.c_str());
+}
+
+Json stats_json(const InferenceStats& s) {
+  Json latency = Json::Object{{"p50", s.latency.percentile(0.50)},
+                              {"p99", s.latency.percentile(0.99)},
+                              {"max", s.latency.max()},
+                              {"count", s.latency.count()}};
+  return Json::Object{
+      {"run", "stats"},
+      {"frames", s.frames},
+      {"writes", s.writes},
+      {"write_bytes", s.write_bytes},
+      {"flushes", s.flushes},
+      {"lost_records", s.lost_records},
+      {"lost_frames", s.lost_frames},
+      {"seq_gaps", s.seq_gaps},
+      {"bad_frames", s.bad_frames},
+      {"consistency_points", s.consistency_points},
+      {"journal_commits", s.journal_commits},
+      {"journal_blocks", s.journal_blocks_applied},
+      {"journal_read_back", s.journal_blocks_read_back},
+      {"journal_bad", s.journal_bad_blocks},
+      {"metadata_writes", s.metadata_block_writes},
+      {"inodes_decoded", s.inodes_decoded},
+      {"data_bytes_attributed", s.data_bytes_attributed},
+      {"data_read_back", s.data_blocks_read_back},
+      {"pending_bytes", s.pending_bytes},
+      {"pending_blocks", s.pending_blocks},
+      {"pending_expired", s.pending_expired},
+      {"pending_evicted", s.pending_evicted},
+      {"shadow_blocks", s.shadow_blocks},
+      {"disk_block_reads", s.disk_block_reads},
+      {"decode_problems", s.decode_problems},
+      {"last_decode_problem", s.last_decode_problem.empty() ? Json() : Json(s.last_decode_problem)},
+      {"forced_ops", s.forced_ops},
+      {"gate_updates", s.gate_updates},
+      {"events", s.events},
+      {"policy_changes", s.policy_changes},
+      {"event_latency_us", std::move(latency)},
+  };
+}
+
+Status write_stats_json(const std::string& path, const InferenceStats& s) {
+  const std::string text = stats_json(s).dump() + "\n";
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return Status::error("--stats-json " + path + ": " + std::strerror(errno));
+  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (std::fclose(f) != 0 || !written) return Status::error("--stats-json " + path + ": write failed");
+  return Status::ok();
 }
 
 }  // namespace dsvmi::cli

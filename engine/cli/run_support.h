@@ -1,12 +1,13 @@
 // What `dsvmi run` (cmd_run.cc) needs besides its loop: the policy it runs
 // with (--policy arguments merged with --policy-file), its engine records
-// (docs/events.md, "Engine records"), usage and the --stats line.
+// (docs/events.md, "Engine records"), usage, the --stats line and the --stats-json record.
 #pragma once
 #include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "dsvmi/daemon_json.h"
 #include "dsvmi/inference.h"
 #include "dsvmi/latency.h"
 #include "dsvmi/policy.h"
@@ -40,5 +41,9 @@ void latency_json(const LatencyHistogram& h, std::string* l);
 
 void run_usage(FILE* out);
 void print_stats(const InferenceStats& s);
+// --stats-json FILE: the engine's counters as one JSON object (the
+// `{"run": "stats"}` record of docs/cli-json.md), written to FILE at the end.
+Json stats_json(const InferenceStats& s);
+Status write_stats_json(const std::string& path, const InferenceStats& s);
 
 }  // namespace dsvmi::cli

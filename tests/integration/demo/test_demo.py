@@ -36,7 +36,11 @@ def main():
                         "--json"], capture_output=True, text=True, timeout=540)
     sys.stderr.write(r.stderr[-3000:])
     assert r.returncode == 0, f"demo exited {r.returncode}"
-    events = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    records = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    events = [e for e in records if "event" in e]
+    summary = [e for e in records if e.get("demo") == "summary"]
+    assert len(summary) == 1, f"demo printed {len(summary)} summary records"
+    summary = summary[0]
     image = Path(args.build_dir) / "tests" / "integration-work" / "demo" / "disk.img"
 
     alive = {}  # path -> attrs of the last event that left it existing
@@ -62,8 +66,11 @@ def main():
             assert m[1] & 0o7777 == alive[p]["mode"], f"{p}: demo mode {alive[p]['mode']:o}, debugfs {m[1]:o}"
     for p in gone:
         assert debugfs_mode(image, p) is None, f"demo reported {p} deleted but debugfs still has it"
-    m = re.search(r"\(([\d.]+)% never copied\)", r.stderr)
-    assert m and float(m.group(1)) > 50, "summary: the gate dropped too little"
+    assert summary["events"] == len(events), f"summary counts {summary['events']} events, stdout has {len(events)}"
+    g = summary["gate"]
+    assert g, "summary: no gate counters (status --json had none)"
+    written = g["bytes_passed"] + g["bytes_dropped"]
+    assert written > 0 and g["bytes_dropped"] / written > 0.5, f"summary: the gate dropped too little: {g}"
     print(f"PASS demo: {len(events)} events; {len(created)} live paths and {len(gone)} deletions agree with debugfs")
 
 

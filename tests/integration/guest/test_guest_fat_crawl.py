@@ -4,7 +4,7 @@ guest mounts a mkfs.vfat FAT32 image through its vfat driver (utf8 names,
 shortname=mixed: lower-case 8.3 names get the NT case flags), makes a tree
 (long, Unicode, lower/mixed-case and 8.3 names, 300 files in one directory,
 an empty file, a 300 KiB file), then renames, moves, deletes and empties some
-of it. On the host, `dsvmi crawl` + `dsvmi ls -l` must list exactly what
+of it. On the host, `dsvmi crawl` + `dsvmi ls --json` must list exactly what
 mtools (`mdir -/ -b -a`) and The Sleuth Kit (`fls -r -p`) list, with the
 sizes `istat` gives, and with no problems; fsck.fat -n finds the volume clean.
 
@@ -12,6 +12,7 @@ usage: test_guest_fat_crawl.py --build-dir BUILD
 """
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -43,17 +44,17 @@ umount /mnt
 
 
 def ls_tree(dsvmi, index):
-    """Path -> (type, size) through `dsvmi ls -l`, directory by directory."""
+    """Path -> (type letter, size) through `dsvmi ls --json`, directory by
+    directory (docs/cli-json.md)."""
+    letters = {"file": "-", "dir": "d", "symlink": "l"}
     out, todo = {}, ["/"]
     while todo:
         d = todo.pop()
-        text = guest.run([dsvmi, "ls", index, d, "-l"]).stdout
-        for line in text.splitlines():
-            f = line.split(None, 9)
-            name = f[9]
-            path = d.rstrip("/") + "/" + name
-            out[path] = (f[0][0], int(f[4]))
-            if f[0][0] == "d":
+        for line in guest.run([dsvmi, "ls", "--json", index, d]).stdout.splitlines():
+            e = json.loads(line)
+            path = d.rstrip("/") + "/" + e["name"]
+            out[path] = (letters.get(e["type"], "?"), e["size"])
+            if e["type"] == "dir":
                 todo.append(path)
     return out
 
@@ -74,8 +75,11 @@ def main():
 
     dsvmi = str(Path(args.build_dir) / "dsvmi")
     index = str(work / "fat.dsvx")
-    crawl = guest.run([dsvmi, "crawl", img, "--index", index]).stdout
-    assert re.search(r"partition 0  vfat .*\n.*problems 0", crawl), crawl
+    crawl = guest.run([dsvmi, "crawl", "--json", img, "--index", index]).stdout
+    summary = [r for r in map(json.loads, crawl.splitlines()) if r.get("crawl") == "summary"]
+    assert len(summary) == 1, crawl  # docs/cli-json.md, `dsvmi crawl --json`
+    fss = summary[0]["file_systems"]
+    assert [(f["partition"], f["type"], f["problems"], f["error"]) for f in fss] == [(0, "vfat", 0, None)], fss
     ours = ls_tree(dsvmi, index)
 
     mdir = guest.run(["mdir", "-/", "-b", "-a", "-i", img, "::/"], env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))

@@ -19,6 +19,7 @@ usage: test_guest_fidelity.py --build-dir BUILD --format raw|qcow2
 """
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -75,9 +76,10 @@ def main():
 
     replayed = work / "replayed.img"
     shutil.copyfile(original, replayed)
-    r = guest.run([env.dsvmi(), "replay", trace, replayed])
+    r = guest.run([env.dsvmi(), "replay", "--json", trace, replayed])
     print(r.stdout.strip())
-    counts = parse_replay(r.stdout)
+    counts = json.loads(r.stdout)  # the replay summary record (docs/cli-json.md)
+    assert counts["replay"] == "summary" and counts["lossless"], counts
     # The workload writes > 3 MB of file data; a trace without it captured nothing real.
     assert counts["writes"] > 20 and counts["write_bytes"] > 3_000_000, f"trace too small: {counts}"
     if trim:
@@ -110,16 +112,6 @@ def main():
     dirs, n = crawl_oracle.compare_crawl(env.dsvmi(), index, final_raw)
     print(f"crawl of the guest-written disk: {dirs} directories, {n} entries equal to debugfs")
     print(f"PASS guest_fidelity_{args.format}")
-
-
-def parse_replay(line):
-    import re
-    m = re.search(r"(\d+) frames: (\d+) writes \((\d+) bytes\), (\d+) write-zeroes \((\d+) bytes\), "
-                  r"(\d+) discards \((\d+) bytes\), (\d+) flushes, (\d+) lost records", line)
-    assert m, f"unexpected replay summary: {line!r}"
-    keys = ["frames", "writes", "write_bytes", "write_zeroes", "write_zeroes_bytes", "discards",
-            "discard_bytes", "flushes", "lost_records"]
-    return dict(zip(keys, map(int, m.groups())))
 
 
 if __name__ == "__main__":

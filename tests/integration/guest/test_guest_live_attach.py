@@ -23,6 +23,7 @@ usage: test_guest_live_attach.py --build-dir BUILD
 """
 
 import argparse
+import json
 import re
 import shutil
 import sys
@@ -134,9 +135,9 @@ def main():
     # its last record cut short.
     scratch = work / "scratch.img"
     shutil.copyfile(disk, scratch)
-    r = guest.run([env.dsvmi(), "replay", "--allow-lost", trace, scratch], check=False)
+    r = guest.run([env.dsvmi(), "replay", "--allow-lost", "--json", trace, scratch], check=False)
     print(r.stdout.strip(), r.stderr.strip(), sep="\n")
-    writes = int(re.search(r"(\d+) writes", r.stdout).group(1))
+    writes = json.loads(r.stdout)["writes"]  # the replay summary record (docs/cli-json.md)
     assert writes > 0, "no Write frame captured while the filter was attached"
     if r.returncode != 0:
         assert "truncated" in r.stderr and "CRC" not in r.stderr, f"trace damaged: {r.stderr}"

@@ -118,7 +118,10 @@ def strip(e):
 
 
 def load_events(path):
-    return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    """The events of a `dsvmi run` stream, without its engine records
+    (docs/events.md: a line with an "engine" key is not an event)."""
+    lines = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    return [e for e in lines if "engine" not in e]
 
 
 def apply_events(tree, events):

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,18 @@ import guest
 class EngineRun:
     events: Path        # JSON Lines events
     state: str          # --state output
-    stats: str          # stderr (the --stats line)
+    stats: dict         # the --stats-json record (docs/cli-json.md)
     gate_stat: dict = None  # low mode: `dsvmi gate-stat --json` of the gate after the run (docs/cli-json.md)
+
+
+def engine_ready(events):
+    """True once `dsvmi run --records` wrote its ready record (docs/events.md,
+    "Engine records"): the ring exists and the engine drains it."""
+    try:
+        lines = events.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return False
+    return any(l.endswith("\n") and json.loads(l).get("engine") == "ready" for l in lines)
 
 
 def run_full(env, work, workload, original, disk, ring_name, guest_timeout=600, extra_append=""):
@@ -41,11 +52,13 @@ def run_full(env, work, workload, original, disk, ring_name, guest_timeout=600, 
         vm.kill()
         cstats = capture.stop()
     assert cstats["lost_records"] == 0, f"capture lost frames: {cstats}"
-    events = work / "events.jsonl"
+    events, stats = work / "events.jsonl", work / "stats.json"
     r = guest.run([env.dsvmi(), "run", "--trace", trace, "--index", index, "--disk", original,
-                   "--events", events, "--data", "--state", "--stats", "--pending-max", "256M"])
+                   "--events", events, "--data", "--state", "--stats", "--stats-json", stats,
+                   "--pending-max", "256M"])
     (work / "state.jsonl").write_text(r.stdout)
-    return EngineRun(events, r.stdout, r.stderr)
+    sys.stderr.write(r.stderr[-2000:])
+    return EngineRun(events, r.stdout, json.loads(stats.read_text()))
 
 
 def run_low(env, work, workload, original, disk, ring_name, watch, guest_timeout=600, extra_append=""):
@@ -55,13 +68,14 @@ def run_low(env, work, workload, original, disk, ring_name, watch, guest_timeout
     try:
         guest.run([env.dsvmi(), "crawl", original, "--index", index, "--gate", gate, "--glob", watch])
         events, state_path = work / "events.jsonl", work / "state.jsonl"
-        log = work / "run.log"
+        log, stats = work / "run.log", work / "stats.json"
         with open(state_path, "w") as out, open(log, "w") as err:
             engine = subprocess.Popen([env.dsvmi(), "run", "--ring", ring, "--index", index, "--disk", disk,
                                        "--gate", gate, "--policy", "glob:" + watch, "--events", events,
-                                       "--data", "--state", "--stats"], stdout=out, stderr=err)
+                                       "--data", "--state", "--stats", "--stats-json", stats, "--records"],
+                                      stdout=out, stderr=err)
             deadline = time.monotonic() + 30
-            while "ready" not in log.read_text():
+            while not engine_ready(events):
                 assert engine.poll() is None, f"dsvmi run exited: {log.read_text()}"
                 assert time.monotonic() < deadline, "dsvmi run not ready"
                 time.sleep(0.05)
@@ -77,6 +91,7 @@ def run_low(env, work, workload, original, disk, ring_name, watch, guest_timeout
                 rc = engine.wait(timeout=120)
         assert rc == 0, f"dsvmi run exited {rc}: {log.read_text()[-2000:]}"
         gs = json.loads(guest.run([env.dsvmi(), "gate-stat", "--json", gate]).stdout)
-        return EngineRun(events, state_path.read_text(), log.read_text(), gs)
+        sys.stderr.write(log.read_text()[-2000:])
+        return EngineRun(events, state_path.read_text(), json.loads(stats.read_text()), gs)
     finally:
         guest.remove_quietly(gate)

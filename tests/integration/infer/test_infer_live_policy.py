@@ -75,6 +75,8 @@ def read_lines(path):
         return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
     except json.JSONDecodeError:
         return []  # a line being written: read again later
+    except FileNotFoundError:
+        return []  # the engine has not opened its event file yet
 
 
 def main():
@@ -92,15 +94,17 @@ def main():
     policy = work / "watch.policy"
     policy.write_text("# the engine re-reads this on SIGHUP\nmode = low-overhead\nglob = /one/**\n")
     events_path, state_path, log = work / "events.jsonl", work / "state.jsonl", work / "run.log"
+    stats_path = work / "stats.json"
     try:
         guest.run([env.dsvmi(), "crawl", original, "--index", index, "--gate", gate, "--glob", "/one/**"])
         with open(state_path, "w") as out, open(log, "w") as err:
             engine = subprocess.Popen([env.dsvmi(), "run", "--ring", ring, "--index", index, "--disk", disk,
                                        "--gate", gate, "--policy-file", policy, "--stats-interval", "1",
-                                       "--events", events_path, "--data", "--state", "--stats"],
+                                       "--events", events_path, "--data", "--state", "--stats",
+                                       "--stats-json", stats_path],
                                       stdout=out, stderr=err)
             deadline = time.monotonic() + 30
-            while "ready" not in log.read_text():
+            while not any(r.get("engine") == "ready" for r in read_lines(events_path)):
                 assert engine.poll() is None, f"dsvmi run exited: {log.read_text()}"
                 assert time.monotonic() < deadline, "dsvmi run not ready"
                 time.sleep(0.05)
@@ -130,8 +134,8 @@ def main():
     finally:
         guest.remove_quietly(gate)
 
-    stderr = log.read_text()
-    print("engine:", stderr.strip().splitlines()[-1])
+    final_stats = json.loads(stats_path.read_text())
+    print("engine:", json.dumps(final_stats))
     n = int(re.search(r"DSVMI-FILES (\d+)", console).group(1))
     lines = read_lines(events_path)
     records = [(k, r) for k, r in enumerate(lines) if "engine" in r]
@@ -182,10 +186,11 @@ def main():
     # Latency on every event.
     lat = [e["latency_us"] for _, e in events]
     assert all(isinstance(x, int) and x >= 0 for x in lat)
-    m = re.search(r"event_latency_p50_us=(\d+) event_latency_p99_us=(\d+) event_latency_max_us=(\d+)", stderr)
-    assert m, "no event_latency keys in the --stats line"
-    print(f"event latency (frame -> event, engine side): p50 {m.group(1)} us, p99 {m.group(2)} us, "
-          f"max {m.group(3)} us over {len(lat)} events; last interval {stats[-1]['latency_us']}")
+    total = final_stats["event_latency_us"]
+    assert total["count"] == len(lat), f"--stats-json latency counts {total['count']} events, the stream {len(lat)}"
+    assert total["max"] == max(lat), f"--stats-json latency max {total['max']} us != the events' {max(lat)} us"
+    print(f"event latency (frame -> event, engine side): p50 {total['p50']} us, p99 {total['p99']} us, "
+          f"max {total['max']} us over {len(lat)} events; last interval {stats[-1]['latency_us']}")
 
     # debugfs / e2fsck oracles.
     clean, out = guest.e2fsck_clean(disk)

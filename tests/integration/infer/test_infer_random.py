@@ -27,7 +27,6 @@ docs/testing.md for long runs.
 
 import argparse
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -80,7 +79,7 @@ def parse_seeds(spec):
 def check_boot(run, original, final, expected, issue):
     """Returns a list of failures (empty: all checks hold)."""
     failures = []
-    stats = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", run.stats)}
+    stats = run.stats
     want = oracle.debugfs_tree(final)
     got = oracle.state_tree(run.state)
     if got != want:
@@ -92,7 +91,7 @@ def check_boot(run, original, final, expected, issue):
         failures.append(f"b. replaying the events failed: {err}")
     elif replayed != want_s:
         failures.append("b. events replayed on the original != final:\n" + oracle.diff_trees(replayed, want_s))
-    if stats.get("forced_ops", 0) != 0:
+    if stats["forced_ops"] != 0:
         failures.append(f"c. name operations forced out of order: forced_ops={stats['forced_ops']}")
     if "overflow" in {e["event"] for e in events}:
         failures.append("frames were lost (overflow event)")
@@ -103,7 +102,7 @@ def check_boot(run, original, final, expected, issue):
                             oracle.diff_trees(walked, tree))
     print(f"  {len(want)} paths, {len(events)} events, "
           f"{sum(1 for e in events if '/.dsvmi-tmp-' in e.get('path', ''))} temporary names, "
-          f"forced_ops={stats.get('forced_ops', 0)}")
+          f"forced_ops={stats['forced_ops']}")
     if issue:
         c = [e["ino"] for e in events if e["event"] == "rmdir" and e["path"] == "/issue/a/b/c"]
         r = [e["ino"] for e in events if e["event"] == "mkdir" and e["path"] == "/issue/reuse"]

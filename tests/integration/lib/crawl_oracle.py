@@ -1,12 +1,13 @@
 """Compare a dsvmi crawl with debugfs (stdlib only).
 
 compare_crawl(dsvmi, index, fs_image) walks every directory debugfs lists in
-the file system image and checks that `dsvmi ls INDEX DIR -l` shows the same
+the file system image and checks that `dsvmi ls --json INDEX DIR` shows the same
 entries: name, inode number, permission bits, uid, gid, size (directories
 excepted: debugfs prints no size for them). Raises AssertionError naming the
 first directory that differs; returns (directories, entries) compared.
 """
 
+import json
 import subprocess
 
 
@@ -38,25 +39,12 @@ def debugfs_dirs(fs_image):
 
 
 def dsvmi_dir(dsvmi, index, d):
-    """{name: (ino, perm bits, uid, gid, size or None)} from `dsvmi ls INDEX DIR -l`."""
+    """{name: (ino, perm bits, uid, gid, size or None)} from `dsvmi ls --json
+    INDEX DIR` (docs/cli-json.md)."""
     entries = {}
-    for line in _run([dsvmi, "ls", index, d, "-l"]).splitlines():
-        f = line.split(None, 9)
-        mode_s, uid, gid, size, ino, name = f[0], int(f[2]), int(f[3]), int(f[4]), int(f[8]), f[9]
-        perm = 0
-        for i, c in enumerate(mode_s[1:10]):
-            if c != "-":
-                perm |= 1 << (8 - i)
-        # setuid/setgid/sticky show as s/S/t/T in the x positions
-        if mode_s[3] in "sS":
-            perm = (perm | 0o4000) & ~(0 if mode_s[3] == "s" else 0o100)
-        if mode_s[6] in "sS":
-            perm = (perm | 0o2000) & ~(0 if mode_s[6] == "s" else 0o010)
-        if mode_s[9] in "tT":
-            perm = (perm | 0o1000) & ~(0 if mode_s[9] == "t" else 0o001)
-        if mode_s[0] == "l":
-            name = name.split(" -> ", 1)[0]
-        entries[name] = (ino, perm, uid, gid, None if mode_s[0] == "d" else size)
+    for line in _run([dsvmi, "ls", "--json", index, d]).splitlines():
+        e = json.loads(line)
+        entries[e["name"]] = (e["ino"], e["mode"], e["uid"], e["gid"], None if e["type"] == "dir" else e["size"])
     return entries
 
 

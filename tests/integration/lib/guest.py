@@ -409,9 +409,10 @@ class Guest:
 
 
 class Capture:
-    """`dsvmi capture` draining `ring` into `trace` in the background. The
-    ring is created by capture (if absent) before start() returns, so QEMU can
-    open it. stop() sends SIGTERM and returns the parsed capture-stats line."""
+    """`dsvmi capture --json` draining `ring` into `trace` in the background.
+    The ring is created by capture (if absent) before start() returns (its
+    ready record, docs/cli-json.md), so QEMU can open it. stop() sends
+    SIGTERM and returns the stats record."""
 
     def __init__(self, env, ring, trace, capacity="64M", log=None):
         self.env = env
@@ -419,16 +420,18 @@ class Capture:
         self.trace = str(trace)
         self.capacity = capacity
         self.log_path = Path(log) if log else Path(trace).with_suffix(".capture.log")
+        self.records_path = self.log_path.with_suffix(".jsonl")
         self.proc = None
 
     def start(self, timeout=30.0):
         self._log = open(self.log_path, "w")
+        self._records = open(self.records_path, "w")
         self.proc = subprocess.Popen(
-            [self.env.dsvmi(), "capture", "--ring", self.ring, "--out", self.trace,
+            [self.env.dsvmi(), "capture", "--json", "--ring", self.ring, "--out", self.trace,
              "--capacity", self.capacity],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=self._records, stderr=self._log)
         deadline = time.monotonic() + timeout
-        while "dsvmi capture: ready" not in self.log():
+        while not self._record("ready"):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dsvmi capture exited {self.proc.returncode}: {self.log()}")
             if time.monotonic() > deadline:
@@ -436,6 +439,20 @@ class Capture:
                 raise RuntimeError(f"dsvmi capture not ready in {timeout} s: {self.log()}")
             time.sleep(0.05)
         return self
+
+    def _record(self, kind):
+        """The last complete {"capture": kind} record printed so far, or None."""
+        found = None
+        try:
+            text = self.records_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return None
+        for line in text.splitlines(keepends=True):
+            if line.endswith("\n"):
+                r = json.loads(line)
+                if r.get("capture") == kind:
+                    found = r
+        return found
 
     def log(self):
         try:
@@ -457,8 +474,8 @@ class Capture:
         self._close()
 
     def stop(self, timeout=30.0):
-        """SIGTERM, wait, check the exit code; returns {name: int} of the
-        final capture-stats line."""
+        """SIGTERM, wait, check the exit code; returns the final stats record
+        (docs/cli-json.md, `dsvmi capture --json`)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.send_signal(signal.SIGTERM)
@@ -469,21 +486,18 @@ class Capture:
             raise RuntimeError(f"dsvmi capture ignored SIGTERM for {timeout} s: {self.log()[-2000:]}")
         finally:
             self._close()
-        text = self.log()
         if rc != 0:
-            raise RuntimeError(f"dsvmi capture exited {rc}: {text[-2000:]}")
-        stats = {}
-        for line in text.splitlines():
-            if line.startswith("capture-stats "):
-                stats = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+            raise RuntimeError(f"dsvmi capture exited {rc}: {self.log()[-2000:]}")
+        stats = self._record("stats")
         if not stats:
-            raise RuntimeError(f"dsvmi capture printed no capture-stats: {text[-2000:]}")
+            raise RuntimeError(f"dsvmi capture printed no stats record: {self.log()[-2000:]}")
         return stats
 
     def _close(self):
-        if getattr(self, "_log", None):
-            self._log.close()
-            self._log = None
+        for name in ("_log", "_records"):
+            if getattr(self, name, None):
+                getattr(self, name).close()
+                setattr(self, name, None)
 
 
 # -- helpers for test scripts ----------------------------------------------------

@@ -4,6 +4,10 @@
 // (dsvmi_gate_should_pass) sees it: metadata passes, file data drops.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <sstream>
+
+#include "dsvmi/daemon_json.h"
 #include "dsvmi/gate.h"
 #include "oracle_util.h"
 
@@ -54,6 +58,33 @@ TEST(IndexCli, CrawlLsStatAndErrors) {
   std::string want;
   for (auto& n : names) want += n + "\n";
   EXPECT_EQ(r.out, want);
+
+  // ls --json: one record per name, inode, permission bits and owner as
+  // debugfs has them (docs/cli-json.md).
+  r = dsvmi_cli("ls --json " + quote(d + "/disk.dsvx") + " /home/u", d);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::map<std::string, Json> got;
+  std::istringstream records(r.out);
+  for (std::string line; std::getline(records, line);) {
+    Json j;
+    ASSERT_TRUE(Json::parse(line, &j)) << line;
+    got[j.get_string("name")] = j;
+  }
+  size_t compared = 0;
+  for (auto& e : test::parse_ls_p(run("debugfs -R 'ls -p /home/u' " + quote(d + "/disk.img") + " 2>/dev/null"))) {
+    if (e.name == "." || e.name == "..") continue;
+    ASSERT_TRUE(got.count(e.name)) << e.name << " missing from " << r.out;
+    const Json& j = got[e.name];
+    EXPECT_EQ(j.get_uint64("ino"), e.ino) << e.name;
+    EXPECT_EQ(j.get_uint64("mode"), e.mode & 07777) << e.name;
+    EXPECT_EQ(j.get_uint64("uid"), e.uid) << e.name;
+    EXPECT_EQ(j.get_uint64("gid"), e.gid) << e.name;
+    EXPECT_EQ(j.get_string("type"), "file") << e.name;
+    compared++;
+  }
+  EXPECT_EQ(compared, 2u) << r.out;  // hard, big
+  EXPECT_EQ(got.size(), compared) << r.out;
+  EXPECT_EQ(got["big"].get_uint64("size"), uint64_t(std::stoull(run("stat -c %s " + quote(d + "/tree/home/u/big")))));
 
   r = dsvmi_cli("stat " + quote(d + "/disk.dsvx") + " /home/u/hard", d);
   ASSERT_EQ(r.status, 0) << r.err;

@@ -2,6 +2,7 @@
 // producer (the ring's C ABI, as QEMU's filter calls it), the CLI is the
 // consumer. Oracle: a std::vector<uint8_t> disk model the test updates with
 // every request it produces; the replayed image must equal it byte for byte.
+// The counters are read from the --json records (docs/cli-json.md).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "dsvmi/daemon_json.h"
 #include "dsvmi/ring.h"
 
 namespace {
@@ -31,12 +33,17 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-// Runs build/dsvmi with `args`, stdout+stderr to `log`; returns the pid.
+// Runs build/dsvmi with `args`, stderr to `log` and stdout to `log` with
+// the extension .jsonl (the --json records); returns the pid.
+fs::path records_of(const fs::path& log) { return fs::path(log).replace_extension(".jsonl"); }
+
 pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
+  const fs::path out = records_of(log);
   pid_t pid = fork();
   if (pid == 0) {
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
+    int ofd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(ofd, 1);
     dup2(fd, 2);
     std::vector<char*> argv;
     std::string bin = DSVMI_BIN;
@@ -56,6 +63,26 @@ int wait_exit(pid_t pid) {
 }
 
 int run(const std::vector<std::string>& args, const fs::path& log) { return wait_exit(spawn(args, log)); }
+
+// The last complete record of `log`'s stdout whose `key` is `value`; a
+// null Json when there is none.
+dsvmi::Json record(const fs::path& log, const char* key, const char* value) {
+  std::istringstream lines(slurp(records_of(log)));
+  dsvmi::Json found;
+  for (std::string line; std::getline(lines, line);) {
+    if (lines.eof()) break;  // no newline yet: still being written
+    dsvmi::Json j;
+    if (dsvmi::Json::parse(line, &j) && j.get_string(key) == value) found = j;
+  }
+  return found;
+}
+
+uint64_t field(const dsvmi::Json& j, const char* key) {
+  const dsvmi::Json* v = j.get(key);
+  uint64_t n = 0;
+  EXPECT_TRUE(v && v->get_uint64(&n)) << key << " missing or not an integer in " << j.dump();
+  return n;
+}
 
 class CaptureCliTest : public ::testing::Test {
  protected:
@@ -78,13 +105,14 @@ class CaptureCliTest : public ::testing::Test {
   }
 
   void start_capture(const std::string& capacity) {
-    capture_ = spawn({"capture", "--ring", (dir_ / "ring").string(), "--out", (dir_ / "t.trace").string(),
-                      "--capacity", capacity},
+    capture_ = spawn({"capture", "--json", "--ring", (dir_ / "ring").string(), "--out",
+                      (dir_ / "t.trace").string(), "--capacity", capacity},
                      dir_ / "capture.log");
-    for (int i = 0; i < 3000 && slurp(dir_ / "capture.log").find("ready") == std::string::npos; ++i)
+    for (int i = 0; i < 3000 && record(dir_ / "capture.log", "capture", "ready").is_null(); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_NE(slurp(dir_ / "capture.log").find("dsvmi capture: ready"), std::string::npos)
-        << slurp(dir_ / "capture.log");
+    const dsvmi::Json ready = record(dir_ / "capture.log", "capture", "ready");
+    ASSERT_TRUE(ready.is_object()) << slurp(dir_ / "capture.log");
+    ASSERT_EQ(ready.get_string("ring"), (dir_ / "ring").string());
     char err[256] = "";
     producer_ = dsvmi_ring_producer_open((dir_ / "ring").c_str(), err, sizeof err);
     ASSERT_NE(producer_, nullptr) << err;
@@ -143,13 +171,24 @@ TEST_F(CaptureCliTest, CapturedTraceReplaysToTheModel) {
     ASSERT_TRUE(produce_random(rng, 16000)) << "dropped request " << i;
   }
   ASSERT_EQ(stop_capture(), 0) << slurp(dir_ / "capture.log");
-  const std::string log = slurp(dir_ / "capture.log");
-  EXPECT_NE(log.find("capture-stats frames=4000 "), std::string::npos) << log;
-  EXPECT_NE(log.find("lost_records=0 "), std::string::npos) << log;
+  const dsvmi::Json stats = record(dir_ / "capture.log", "capture", "stats");
+  ASSERT_TRUE(stats.is_object()) << slurp(dir_ / "capture.log");
+  EXPECT_EQ(field(stats, "frames"), 4000u) << stats.dump();
+  EXPECT_EQ(field(stats, "lost_records"), 0u) << stats.dump();
+  EXPECT_EQ(field(stats, "producer_produced_frames"), 4000u) << stats.dump();
 
-  ASSERT_EQ(run({"replay", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "replay.log"), 0)
+  ASSERT_EQ(run({"replay", "--json", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()},
+                dir_ / "replay.log"),
+            0)
       << slurp(dir_ / "replay.log");
-  EXPECT_NE(slurp(dir_ / "replay.log").find("4000 frames"), std::string::npos) << slurp(dir_ / "replay.log");
+  const dsvmi::Json summary = record(dir_ / "replay.log", "replay", "summary");
+  ASSERT_TRUE(summary.is_object()) << slurp(dir_ / "replay.log");
+  EXPECT_EQ(field(summary, "frames"), 4000u) << summary.dump();
+  EXPECT_TRUE(summary.get("lossless") && summary.get("lossless")->as_bool()) << summary.dump();
+  EXPECT_EQ(field(summary, "writes") + field(summary, "write_zeroes") + field(summary, "flushes") +
+                field(summary, "discards"),
+            4000u)
+      << summary.dump();
   ASSERT_EQ(image(dir_ / "disk.img"), model_);
 }
 
@@ -179,19 +218,26 @@ TEST_F(CaptureCliTest, PausedConsumerLosesFramesAndTheTraceSaysSo) {
   ASSERT_EQ(stop_capture(), 0) << slurp(dir_ / "capture.log");
   const std::string log = slurp(dir_ / "capture.log");
   EXPECT_NE(log.find("WARNING: producer lost"), std::string::npos) << log;
-  EXPECT_NE(log.find("producer_dropped_frames=" + std::to_string(dropped) + " "), std::string::npos) << log;
-  EXPECT_EQ(log.find("lost_records=0 "), std::string::npos) << log;
+  const dsvmi::Json stats = record(dir_ / "capture.log", "capture", "stats");
+  ASSERT_TRUE(stats.is_object()) << log;
+  EXPECT_EQ(field(stats, "producer_dropped_frames"), static_cast<uint64_t>(dropped)) << stats.dump();
+  EXPECT_GT(field(stats, "lost_records"), 0u) << stats.dump();
+  EXPECT_EQ(field(stats, "lost_frames"), static_cast<uint64_t>(dropped)) << stats.dump();
 
   // Replay refuses a lossy trace unless told, and says why.
-  EXPECT_EQ(run({"replay", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "r1.log"), 1);
+  EXPECT_EQ(run({"replay", "--json", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()},
+                dir_ / "r1.log"),
+            1);
   const std::string r1 = slurp(dir_ / "r1.log");
   // Every drop is reported in band (the last request produced succeeded, so
-  // nothing is left pending): the LOST lines add up to exactly `dropped`,
-  // however the drops were split into Lost records while the consumer caught up.
-  uint64_t reported = 0;
-  for (size_t at = r1.find("LOST "); at != std::string::npos; at = r1.find("LOST ", at + 1))
-    reported += std::stoull(r1.substr(at + 5));
-  EXPECT_EQ(reported, static_cast<uint64_t>(dropped)) << r1;
+  // nothing is left pending): the Lost records add up to exactly `dropped`,
+  // however the drops were split into records while the consumer caught up.
+  const dsvmi::Json summary = record(dir_ / "r1.log", "replay", "summary");
+  ASSERT_TRUE(summary.is_object()) << r1;
+  EXPECT_EQ(field(summary, "lost_frames"), static_cast<uint64_t>(dropped)) << summary.dump();
+  EXPECT_EQ(field(summary, "lost_records"), field(stats, "lost_records")) << summary.dump();
+  EXPECT_FALSE(summary.get("lossless")->as_bool()) << summary.dump();
+  EXPECT_NE(r1.find("LOST"), std::string::npos) << r1;  // and says so loudly
   EXPECT_NE(r1.find("cannot be a faithful copy"), std::string::npos) << r1;
   EXPECT_EQ(run({"replay", "--allow-lost", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()},
                 dir_ / "r2.log"),
@@ -215,10 +261,10 @@ TEST_F(CaptureCliTest, TruncatedTraceIsReportedNotReplayedSilently) {
 }
 
 TEST_F(CaptureCliTest, FramesLimitStopsAfterExactlyNFrames) {
-  capture_ = spawn({"capture", "--ring", (dir_ / "ring").string(), "--out", (dir_ / "t.trace").string(),
-                    "--capacity", "1M", "--frames", "7"},
+  capture_ = spawn({"capture", "--json", "--ring", (dir_ / "ring").string(), "--out",
+                    (dir_ / "t.trace").string(), "--capacity", "1M", "--frames", "7"},
                    dir_ / "capture.log");
-  for (int i = 0; i < 3000 && slurp(dir_ / "capture.log").find("ready") == std::string::npos; ++i)
+  for (int i = 0; i < 3000 && record(dir_ / "capture.log", "capture", "ready").is_null(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   char err[256] = "";
   producer_ = dsvmi_ring_producer_open((dir_ / "ring").c_str(), err, sizeof err);
@@ -229,10 +275,9 @@ TEST_F(CaptureCliTest, FramesLimitStopsAfterExactlyNFrames) {
   const int rc = wait_exit(capture_);
   capture_ = -1;
   ASSERT_EQ(rc, 0) << slurp(dir_ / "capture.log");
-  EXPECT_NE(slurp(dir_ / "capture.log").find("capture-stats frames=7 "), std::string::npos)
-      << slurp(dir_ / "capture.log");
-  run({"replay", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "r.log");
-  EXPECT_NE(slurp(dir_ / "r.log").find("replay: 7 frames"), std::string::npos) << slurp(dir_ / "r.log");
+  EXPECT_EQ(field(record(dir_ / "capture.log", "capture", "stats"), "frames"), 7u) << slurp(dir_ / "capture.log");
+  run({"replay", "--json", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "r.log");
+  EXPECT_EQ(field(record(dir_ / "r.log", "replay", "summary"), "frames"), 7u) << slurp(dir_ / "r.log");
 }
 
 TEST_F(CaptureCliTest, UntilIdleAttachesDrainsEverythingAndStopsByItself) {
@@ -245,13 +290,15 @@ TEST_F(CaptureCliTest, UntilIdleAttachesDrainsEverythingAndStopsByItself) {
   ASSERT_NE(producer_, nullptr) << err;
   std::mt19937_64 rng(8);
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(produce_random(rng, 1000));
-  const int rc = run({"capture", "--ring", (dir_ / "ring").string(), "--out", (dir_ / "t.trace").string(),
-                      "--until-idle", "0.3"},
+  const int rc = run({"capture", "--json", "--ring", (dir_ / "ring").string(), "--out",
+                      (dir_ / "t.trace").string(), "--until-idle", "0.3"},
                      dir_ / "capture.log");
   const std::string log = slurp(dir_ / "capture.log");
   ASSERT_EQ(rc, 0) << log;
-  EXPECT_NE(log.find("(attached,"), std::string::npos) << log;
-  EXPECT_NE(log.find("capture-stats frames=20 "), std::string::npos) << log;
+  const dsvmi::Json ready = record(dir_ / "capture.log", "capture", "ready");
+  ASSERT_TRUE(ready.is_object()) << log;
+  EXPECT_TRUE(ready.get("attached") && ready.get("attached")->as_bool()) << ready.dump();
+  EXPECT_EQ(field(record(dir_ / "capture.log", "capture", "stats"), "frames"), 20u) << log;
   ASSERT_EQ(run({"replay", (dir_ / "t.trace").string(), (dir_ / "disk.img").string()}, dir_ / "r.log"), 0)
       << slurp(dir_ / "r.log");
   ASSERT_EQ(image(dir_ / "disk.img"), model_);
