@@ -81,7 +81,7 @@ void BM_ReplayTrace(benchmark::State& state) {
       sink.arrival = std::chrono::steady_clock::now();
       (void)engine->feed_bytes({reinterpret_cast<const std::byte*>(l.frames[i].data()), l.sizes[i]});
     }
-    if (Status s = engine->finish(); !s) state.SkipWithError(s.message().c_str());
+    if (dsvmi::Status fs = engine->finish(); !fs) state.SkipWithError(fs.message().c_str());
     events = engine->stats().events;
   }
   std::vector<double> lat = sink.latencies;
