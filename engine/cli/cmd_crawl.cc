@@ -15,6 +15,8 @@
 #include "dsvmi/crawl.h"
 #include "dsvmi/disk_reader.h"
 #include "dsvmi/gate_writer.h"
+#include "dsvmi/sandbox.h"
+#include "run_sandbox.h"
 #include "dsvmi/index.h"
 #include "dsvmi/policy.h"
 #include "json_output.h"
@@ -198,6 +200,8 @@ int cmd_crawl(int argc, char** argv) {
   std::vector<std::string> globs;
   DiskReaderOptions ro;
   const bool json = take_flag(&argc, argv, "--json");
+  const bool sandboxed = take_sandbox_flag(&argc, argv);
+  if (sandboxed) close_inherited_fds();
   for (int i = 0; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
       usage(stdout);
@@ -237,6 +241,8 @@ int cmd_crawl(int argc, char** argv) {
     std::fprintf(stderr, "dsvmi crawl: %s\n", s.message().c_str());
     return 1;
   }
+  // Everything the crawl reads is open: give up the rest (docs/security.md).
+  if (sandboxed && !enter_crawl_sandbox(index_path, gate_path)) return json ? json_error("cannot enter the sandbox") : 1;
   CrawlOptions options;
   options.index_path = index_path;
   const bool tty = isatty(STDERR_FILENO);

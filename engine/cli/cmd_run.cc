@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "gate_args.h"
 #include "policy_file.h"
+#include "run_sandbox.h"
 #include "run_support.h"
 #include "usage.h"
 #include "dsvmi/disk_reader.h"
@@ -22,6 +23,7 @@
 #include "dsvmi/index.h"
 #include "dsvmi/inference.h"
 #include "dsvmi/ring_consumer.h"
+#include "dsvmi/sandbox.h"
 #include "dsvmi/trace.h"
 
 namespace dsvmi::cli {
@@ -52,6 +54,7 @@ struct RunArgs {
   ArgPolicy arg_policy;
   InferenceOptions options;
   bool ttl_given = false, max_given = false;
+  bool sandbox = true;  // docs/security.md
 };
 
 // Returns -1 when the arguments are good, else the exit status (0 for --help).
@@ -71,6 +74,8 @@ int parse_run_args(int argc, char** argv, RunArgs* r) {
                (a == "--index" && value(&r->index_path)) || (a == "--disk" && value(&r->disk_path)) ||
                (a == "--events" && value(&r->events_path)) || (a == "--gate" && value(&r->gate_path)) ||
                (a == "--policy-file" && value(&r->policy_path))) {
+    } else if (a == "--no-sandbox") {
+      r->sandbox = false;
     } else if (a == "--data") {
       r->options.capture_data = true;
     } else if (a == "--state") {
@@ -143,6 +148,7 @@ class Run {
   int finish(int rc);
 
  private:
+  int sandbox();
   void reload_policy();
   void stats_record();
   void start_drain();
@@ -284,6 +290,15 @@ void Run::reload_policy() {
   if (records_) policy_record(out_, generation_, st, np, r);
 }
 
+// Everything the run needs is open: give up the rest (docs/security.md).
+int Run::sandbox() {
+  if (!a_.sandbox) {
+    std::fprintf(stderr, "dsvmi run: sandbox off (--no-sandbox)\n");
+    return -1;
+  }
+  return enter_command_sandbox("dsvmi run", &a_.policy_path, "") ? -1 : 1;
+}
+
 int Run::feed_trace() {
   Status s;
   auto reader = TraceReader::open(a_.trace_path, &s);
@@ -291,6 +306,7 @@ int Run::feed_trace() {
     std::fprintf(stderr, "dsvmi run: %s\n", s.message().c_str());
     return 1;
   }
+  if (int rc = sandbox(); rc >= 0) return rc;
   std::span<const std::byte> frame;
   while (true) {
     if (g_run_hup) reload_policy();
@@ -340,6 +356,7 @@ int Run::feed_ring() {
     std::fprintf(stderr, "dsvmi run: ring %s: %s\n", a_.ring_path.c_str(), err.c_str());
     return 1;
   }
+  if (int rc = sandbox(); rc >= 0) return rc;
   std::fprintf(stderr, "dsvmi run: ready ring=%s\n", a_.ring_path.c_str());
   std::fflush(stderr);
   // Post-crawl replay: the frames already in the ring when the engine starts
@@ -422,6 +439,7 @@ int cmd_run(int argc, char** argv) {
   RunArgs args;
   if (int rc = parse_run_args(argc, argv, &args); rc >= 0) return rc;
   const bool from_trace = !args.trace_path.empty();
+  if (args.sandbox) close_inherited_fds();
   Run run(std::move(args));
   if (int rc = run.open(); rc >= 0) return rc;
   run.install_signals();

@@ -110,6 +110,9 @@ void run_usage(FILE* out) {
                "  --data     put the written bytes (base64) into modify events\n"
                "  --state    at the end, print the engine's tree (one JSON object per path)\n"
                "  --stats    at the end, print the engine's counters to stderr\n"
+               "  --no-sandbox  run without the sandbox (default: once its files are open the\n"
+               "             engine drops to user dsvmi, keeps only its descriptors, sets\n"
+               "             no_new_privs, seccomp allow-list, Landlock; docs/security.md)\n"
                "  --pending-max  memory cap of the pending store (data written before the\n"
                "             metadata that owns it; default 32M): a trace replay must hold one\n"
                "             commit interval's new data, a live run reads evicted data back\n");
