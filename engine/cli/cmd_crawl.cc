@@ -26,11 +26,13 @@ namespace {
 
 void usage(FILE* out) {
   std::fprintf(out,
-               "usage: dsvmi crawl IMAGE|nbd://... [--index OUT] [--direct] [--json]\n"
+               "usage: dsvmi crawl IMAGE|nbd://... [--index OUT] [--direct] [--json] [--no-sandbox]\n"
                "                   [--gate PATH [--policy metadata|glob|pass-all] [--glob PATTERN]...]\n"
                "  Crawls the disk's partitions and file systems and prints a summary.\n"
                "  --index OUT  write the index file (for dsvmi ls/stat and the engine)\n"
                "  --direct     read with O_DIRECT (cold cache; raw images only)\n"
+               "  --no-sandbox crawl without the sandbox (default: no_new_privs, seccomp\n"
+               "               allow-list, Landlock once the disk is open; docs/security.md)\n"
                "  --json       JSON Lines on stdout instead: progress, summary, gate and error\n"
                "               records (docs/cli-json.md; what dsvmi daemon reads)\n"
                "  --gate PATH  then publish the policy's grains into the gate file PATH\n"
