@@ -244,7 +244,7 @@ int cmd_crawl(int argc, char** argv) {
     return 1;
   }
   // Everything the crawl reads is open: give up the rest (docs/security.md).
-  if (sandboxed && !enter_crawl_sandbox(index_path, gate_path)) return json ? json_error("cannot enter the sandbox") : 1;
+  if (sandboxed && !enter_crawl_sandbox(index_path, gate_path, !json)) return json ? json_error("cannot enter the sandbox") : 1;
   CrawlOptions options;
   options.index_path = index_path;
   const bool tty = isatty(STDERR_FILENO);

@@ -34,7 +34,7 @@ bool take_sandbox_flag(int* argc, char** argv) {
 namespace {
 
 bool enter(const char* who, SandboxOptions o, std::string* policy_path, const std::string& write_path,
-           const std::string& write_path2) {
+           const std::string& write_path2, bool quiet) {
   o.who = who;
   if (policy_path && !policy_path->empty()) {
     // The daemon keeps its state directory closed to others (mode 0710,
@@ -60,8 +60,12 @@ bool enter(const char* who, SandboxOptions o, std::string* policy_path, const st
     std::fprintf(stderr, "%s: cannot enter the sandbox: %s (--no-sandbox runs without it)\n", who, s.message().c_str());
     return false;
   }
-  std::fprintf(stderr, "%s: %s\n", who, r.line().c_str());
-  std::fflush(stderr);
+  // A degraded sandbox is always said; a complete one only where stderr is
+  // a log (the human crawl keeps its stderr for errors).
+  if (!quiet || r.landlock_abi == 0) {
+    std::fprintf(stderr, "%s: %s\n", who, r.line().c_str());
+    std::fflush(stderr);
+  }
   return true;
 }
 
@@ -69,13 +73,13 @@ bool enter(const char* who, SandboxOptions o, std::string* policy_path, const st
 
 bool enter_command_sandbox(const char* who, std::string* policy_path, const std::string& write_path,
                            const std::string& write_path2) {
-  return enter(who, SandboxOptions{}, policy_path, write_path, write_path2);
+  return enter(who, SandboxOptions{}, policy_path, write_path, write_path2, false);
 }
 
-bool enter_crawl_sandbox(const std::string& index_path, const std::string& gate_path) {
+bool enter_crawl_sandbox(const std::string& index_path, const std::string& gate_path, bool quiet) {
   SandboxOptions o;
   o.drop_user = false;
-  return enter("dsvmi crawl", o, nullptr, index_path, gate_path);
+  return enter("dsvmi crawl", o, nullptr, index_path, gate_path, quiet);
 }
 
 }  // namespace dsvmi::cli

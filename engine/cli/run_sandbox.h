@@ -19,6 +19,7 @@ bool enter_command_sandbox(const char* who, std::string* policy_path, const std:
                            const std::string& write_path2 = "");
 
 // The crawl's sandbox: all of the above but the user drop (docs/security.md).
-bool enter_crawl_sandbox(const std::string& index_path, const std::string& gate_path);
+// quiet: log the sandbox line only when it is degraded (no Landlock).
+bool enter_crawl_sandbox(const std::string& index_path, const std::string& gate_path, bool quiet);
 
 }  // namespace dsvmi::cli
