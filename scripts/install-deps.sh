@@ -11,6 +11,8 @@ PACKAGES=(
   # libraries (the project's chosen dependencies)
   liburing-dev libboost-dev libroaring-dev libflatbuffers-dev flatbuffers-compiler
   libgtest-dev libgmock-dev libbenchmark-dev libnbd-dev zlib1g-dev
+  # engine sandbox (docs/security.md): seccomp-bpf allow-list
+  libseccomp-dev
   # patched QEMU build (qemu-patches/build.sh)
   dpkg-dev meson python3-venv libglib2.0-dev libpixman-1-dev libaio-dev libfdt-dev
   # test guests (Debian cloud kernel + busybox initramfs) and their firmware
@@ -29,12 +31,23 @@ PACKAGES=(
   debootstrap python3-matplotlib
 )
 
+# The unprivileged user the engine and crawl children drop to
+# (docs/security.md). A system user with no shell and no home.
+ensure_sandbox_user() {
+  getent passwd dsvmi >/dev/null && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: creating system user dsvmi (engine sandbox)"
+  $sudo useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin dsvmi
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
+  ensure_sandbox_user
   exit 0
 fi
 
@@ -43,3 +56,4 @@ SUDO=""
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+ensure_sandbox_user

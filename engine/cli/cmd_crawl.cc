@@ -15,6 +15,8 @@
 #include "dsvmi/crawl.h"
 #include "dsvmi/disk_reader.h"
 #include "dsvmi/gate_writer.h"
+#include "dsvmi/sandbox.h"
+#include "run_sandbox.h"
 #include "dsvmi/index.h"
 #include "dsvmi/policy.h"
 #include "json_output.h"
@@ -24,11 +26,13 @@ namespace {
 
 void usage(FILE* out) {
   std::fprintf(out,
-               "usage: dsvmi crawl IMAGE|nbd://... [--index OUT] [--direct] [--json]\n"
+               "usage: dsvmi crawl IMAGE|nbd://... [--index OUT] [--direct] [--json] [--no-sandbox]\n"
                "                   [--gate PATH [--policy metadata|glob|pass-all] [--glob PATTERN]...]\n"
                "  Crawls the disk's partitions and file systems and prints a summary.\n"
                "  --index OUT  write the index file (for dsvmi ls/stat and the engine)\n"
                "  --direct     read with O_DIRECT (cold cache; raw images only)\n"
+               "  --no-sandbox crawl without the sandbox (default: no_new_privs, seccomp\n"
+               "               allow-list, Landlock once the disk is open; docs/security.md)\n"
                "  --json       JSON Lines on stdout instead: progress, summary, gate and error\n"
                "               records (docs/cli-json.md; what dsvmi daemon reads)\n"
                "  --gate PATH  then publish the policy's grains into the gate file PATH\n"
@@ -198,6 +202,8 @@ int cmd_crawl(int argc, char** argv) {
   std::vector<std::string> globs;
   DiskReaderOptions ro;
   const bool json = take_flag(&argc, argv, "--json");
+  const bool sandboxed = take_sandbox_flag(&argc, argv);
+  if (sandboxed) close_inherited_fds();
   for (int i = 0; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
       usage(stdout);
@@ -237,6 +243,8 @@ int cmd_crawl(int argc, char** argv) {
     std::fprintf(stderr, "dsvmi crawl: %s\n", s.message().c_str());
     return 1;
   }
+  // Everything the crawl reads is open: give up the rest (docs/security.md).
+  if (sandboxed && !enter_crawl_sandbox(index_path, gate_path, !json)) return json ? json_error("cannot enter the sandbox") : 1;
   CrawlOptions options;
   options.index_path = index_path;
   const bool tty = isatty(STDERR_FILENO);

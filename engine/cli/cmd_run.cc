@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "gate_args.h"
 #include "policy_file.h"
+#include "run_sandbox.h"
 #include "run_support.h"
 #include "usage.h"
 #include "dsvmi/disk_reader.h"
@@ -22,6 +23,7 @@
 #include "dsvmi/index.h"
 #include "dsvmi/inference.h"
 #include "dsvmi/ring_consumer.h"
+#include "dsvmi/sandbox.h"
 #include "dsvmi/trace.h"
 
 namespace dsvmi::cli {
@@ -52,6 +54,7 @@ struct RunArgs {
   ArgPolicy arg_policy;
   InferenceOptions options;
   bool ttl_given = false, max_given = false;
+  bool sandbox = true;  // docs/security.md
 };
 
 // Returns -1 when the arguments are good, else the exit status (0 for --help).
@@ -72,6 +75,8 @@ int parse_run_args(int argc, char** argv, RunArgs* r) {
                (a == "--events" && value(&r->events_path)) || (a == "--gate" && value(&r->gate_path)) ||
                (a == "--policy-file" && value(&r->policy_path)) ||
                (a == "--stats-json" && value(&r->stats_json_path))) {
+    } else if (a == "--no-sandbox") {
+      r->sandbox = false;
     } else if (a == "--data") {
       r->options.capture_data = true;
     } else if (a == "--state") {
@@ -137,6 +142,7 @@ class Run {
   explicit Run(RunArgs args) : a_(std::move(args)) {}
   ~Run() {
     if (out_ && out_ != stdout) std::fclose(out_);
+    if (stats_json_) std::fclose(stats_json_);
   }
   int open();
   void install_signals();
@@ -146,11 +152,13 @@ class Run {
   int finish(int rc);
 
  private:
+  int sandbox();
   void reload_policy();
   void stats_record();
   void start_drain();
 
   RunArgs a_;
+  FILE* stats_json_ = nullptr;  // --stats-json, open before the sandbox
   FilePolicy file_policy_;
   std::unique_ptr<Index> index_;
   std::unique_ptr<DiskReader> disk_;
@@ -209,6 +217,11 @@ int Run::open() {
   out_ = stdout;
   if (!a_.events_path.empty() && !(out_ = std::fopen(a_.events_path.c_str(), "w"))) {
     std::fprintf(stderr, "dsvmi run: cannot create %s: %s\n", a_.events_path.c_str(), std::strerror(errno));
+    return 1;
+  }
+  // Opened now: the sandbox allows no new files (docs/security.md).
+  if (!a_.stats_json_path.empty() && !(stats_json_ = std::fopen(a_.stats_json_path.c_str(), "w"))) {
+    std::fprintf(stderr, "dsvmi run: cannot create %s: %s\n", a_.stats_json_path.c_str(), std::strerror(errno));
     return 1;
   }
   sink_ = std::make_unique<JsonlEventSink>(out_);
@@ -287,6 +300,15 @@ void Run::reload_policy() {
   if (records_) policy_record(out_, generation_, st, np, r);
 }
 
+// Everything the run needs is open: give up the rest (docs/security.md).
+int Run::sandbox() {
+  if (!a_.sandbox) {
+    std::fprintf(stderr, "dsvmi run: sandbox off (--no-sandbox)\n");
+    return -1;
+  }
+  return enter_command_sandbox("dsvmi run", &a_.policy_path, "") ? -1 : 1;
+}
+
 int Run::feed_trace() {
   Status s;
   auto reader = TraceReader::open(a_.trace_path, &s);
@@ -294,6 +316,7 @@ int Run::feed_trace() {
     std::fprintf(stderr, "dsvmi run: %s\n", s.message().c_str());
     return 1;
   }
+  if (int rc = sandbox(); rc >= 0) return rc;
   std::span<const std::byte> frame;
   while (true) {
     if (g_run_hup) reload_policy();
@@ -343,6 +366,7 @@ int Run::feed_ring() {
     std::fprintf(stderr, "dsvmi run: ring %s: %s\n", a_.ring_path.c_str(), err.c_str());
     return 1;
   }
+  if (int rc = sandbox(); rc >= 0) return rc;
   std::fprintf(stderr, "dsvmi run: ready ring=%s\n", a_.ring_path.c_str());
   std::fflush(stderr);
   // Post-crawl replay: the frames already in the ring when the engine starts
@@ -419,7 +443,9 @@ int Run::finish(int rc) {
   }
   if (a_.stats) print_stats(engine_->stats());
   if (!a_.stats_json_path.empty()) {
-    if (Status s = write_stats_json(a_.stats_json_path, engine_->stats()); !s) {
+    Status s = write_stats_json(stats_json_, a_.stats_json_path, engine_->stats());
+    stats_json_ = nullptr;
+    if (!s) {
       std::fprintf(stderr, "dsvmi run: %s\n", s.message().c_str());
       rc = rc ? rc : 1;
     }
@@ -434,6 +460,7 @@ int cmd_run(int argc, char** argv) {
   RunArgs args;
   if (int rc = parse_run_args(argc, argv, &args); rc >= 0) return rc;
   const bool from_trace = !args.trace_path.empty();
+  if (args.sandbox) close_inherited_fds();
   Run run(std::move(args));
   if (int rc = run.open(); rc >= 0) return rc;
   run.install_signals();

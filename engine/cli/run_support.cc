@@ -117,6 +117,9 @@ void run_usage(FILE* out) {
                "  --stats    at the end, print the engine's counters to stderr\n"
                "  --stats-json FILE  at the end, write them to FILE as one JSON object\n"
                "             (docs/cli-json.md): what programs read\n"
+               "  --no-sandbox  run without the sandbox (default: once its files are open the\n"
+               "             engine drops to user dsvmi, keeps only its descriptors, sets\n"
+               "             no_new_privs, seccomp allow-list, Landlock; docs/security.md)\n"
                "  --pending-max  memory cap of the pending store (data written before the\n"
                "             metadata that owns it; default 32M): a trace replay must hold one\n"
                "             commit interval's new data, a live run reads evicted data back\n");
@@ -186,10 +189,8 @@ Json stats_json(const InferenceStats& s) {
   };
 }
 
-Status write_stats_json(const std::string& path, const InferenceStats& s) {
+Status write_stats_json(FILE* f, const std::string& path, const InferenceStats& s) {
   const std::string text = stats_json(s).dump() + "\n";
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) return Status::error("--stats-json " + path + ": " + std::strerror(errno));
   const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
   if (std::fclose(f) != 0 || !written) return Status::error("--stats-json " + path + ": write failed");
   return Status::ok();

@@ -44,6 +44,7 @@ void print_stats(const InferenceStats& s);
 // --stats-json FILE: the engine's counters as one JSON object (the
 // `{"run": "stats"}` record of docs/cli-json.md), written to FILE at the end.
 Json stats_json(const InferenceStats& s);
-Status write_stats_json(const std::string& path, const InferenceStats& s);
+// Writes the counters to f (opened by the caller before the sandbox) and closes it; path names it in errors.
+Status write_stats_json(FILE* f, const std::string& path, const InferenceStats& s);
 
 }  // namespace dsvmi::cli

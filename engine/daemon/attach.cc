@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "daemon_impl.h"
+#include "dsvmi/sandbox.h"
 #include "dsvmi/ring_inspect.h"
 
 namespace dsvmi::daemon_internal {
@@ -67,6 +68,7 @@ Status write_policy_file(const std::string& path, const std::string& mode, const
     out << p.dump() << "\n";
     if (!out) return invalid("cannot write the policy file " + tmp);
   }
+  share_with_sandbox(tmp, 0640);  // the sandboxed engine re-reads it (docs/security.md)
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     return invalid("cannot write the policy file " + path + ": " + std::strerror(errno));
   return Status::ok();

@@ -123,6 +123,8 @@ void Child::reaped(int st) {
   exited_ = true;
   code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   exit_text_ = WIFEXITED(st) ? "status " + std::to_string(WEXITSTATUS(st)) : "signal " + std::to_string(WTERMSIG(st));
+  // SIGSYS: the engine sandbox's seccomp filter killed it (docs/security.md).
+  if (WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS) exit_text_ += " (SIGSYS: a system call outside the sandbox's allow-list)";
 }
 
 void Child::kill() {

@@ -25,6 +25,7 @@
 #include <cstring>
 
 #include "daemon_impl.h"
+#include "dsvmi/sandbox.h"
 #include "line_socket.h"
 
 namespace dsvmi::daemon_internal {
@@ -323,6 +324,9 @@ void Daemon::poll_once(int lfd, int hfd) {
 // metrics HTTP socket; stale state of dead daemons removed.
 Status Daemon::listen(int* unix_fd, int* http_fd) {
   ::mkdir(opt_.state_dir.c_str(), 0700);
+  // Sandboxed engines (group dsvmi) look their policy file up by name here;
+  // they cannot list it (docs/security.md).
+  share_with_sandbox(opt_.state_dir, 0710);
   sockaddr_un addr = {};
   addr.sun_family = AF_UNIX;
   if (opt_.socket_path.size() >= sizeof addr.sun_path) return Status::error("Exit2", "socket path too long");

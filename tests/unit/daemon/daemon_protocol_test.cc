@@ -709,6 +709,26 @@ TEST_F(DaemonStaleIndexTest, EngineFailingAtStartRollsBack) {
   EXPECT_EQ(state_files(), "");
 }
 
+// An engine the sandbox killed (docs/security.md): the daemon names the
+// cause, takes the filter out again, and quits nothing (the VM runs on).
+class DaemonEngineKilledBySandboxTest : public DaemonFakeTest {
+  void configure() override { env_["FAKE_RUN_SIGSYS"] = "1"; }
+};
+
+TEST_F(DaemonEngineKilledBySandboxTest, SigsysIsNamedAndRolledBack) {
+  Json r;
+  Status s = daemon_call(socket_, "attach", args(), &r);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.message().find("the engine exited at start (signal 31 (SIGSYS: a system call outside the sandbox's allow-list)"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "blockdev-del"), 1);
+  EXPECT_EQ(std::count(qmp_->commands.begin(), qmp_->commands.end(), "quit"), 0);
+  ASSERT_TRUE(daemon_call(socket_, "status", Json(Json::Object{}), &r));
+  EXPECT_TRUE(r.as_array().empty());
+  EXPECT_EQ(state_files(), "");
+}
+
 class DaemonCrawlFailsTest : public DaemonFakeTest {
   void configure() override { env_["FAKE_CRAWL_FAIL"] = "bad superblock magic"; }
 };

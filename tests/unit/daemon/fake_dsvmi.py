@@ -59,6 +59,9 @@ elif cmd == "crawl":
                       "seconds": 0.001, "index": opt("--index")}), flush=True)
 elif cmd == "run":
     log(f"run {os.getpid()} started {' '.join(args)}")
+    if os.environ.get("FAKE_RUN_SIGSYS"):
+        # What the engine sandbox's seccomp filter does to a forbidden call.
+        os.kill(os.getpid(), signal.SIGSYS)
     if os.environ.get("FAKE_RUN_FAIL"):
         print(f"dsvmi run: {os.environ['FAKE_RUN_FAIL']}", file=sys.stderr)
         sys.exit(1)
