@@ -31,23 +31,9 @@ void print_long(const Inode& in, const std::string& name) {
   std::printf("\n");
 }
 
-// The type names of the engine's state and events (docs/events.md).
-const char* json_type(FileType t) {
-  switch (t) {
-    case FileType::Regular: return "file";
-    case FileType::Directory: return "dir";
-    case FileType::Symlink: return "symlink";
-    case FileType::CharDevice: return "chardev";
-    case FileType::BlockDevice: return "blockdev";
-    case FileType::Fifo: return "fifo";
-    case FileType::Socket: return "socket";
-    default: return "unknown";
-  }
-}
-
 // The --json form of one name (docs/cli-json.md, `dsvmi ls --json`).
 void print_json(const Inode& in, const std::string& name) {
-  Json::Object o{{"name", name},   {"ino", in.ino},     {"type", json_type(in.type)},
+  Json::Object o{{"name", name},   {"ino", in.ino},     {"type", file_type_name(in.type)},
                  {"mode", in.mode}, {"links", in.links}, {"uid", in.uid},
                  {"gid", in.gid},   {"size", in.size},   {"rdev", in.rdev},
                  {"mtime_ns", in.mtime_ns}};

@@ -26,19 +26,6 @@ void base64(const std::vector<uint8_t>& in, std::string* out) {
   }
 }
 
-const char* type_name(FileType t) {
-  switch (t) {
-    case FileType::Regular: return "file";
-    case FileType::Directory: return "dir";
-    case FileType::Symlink: return "symlink";
-    case FileType::CharDevice: return "chardev";
-    case FileType::BlockDevice: return "blockdev";
-    case FileType::Fifo: return "fifo";
-    case FileType::Socket: return "socket";
-    default: return "unknown";
-  }
-}
-
 void field(const char* name, uint64_t v, std::string* out) {
   char buf[64];
   snprintf(buf, sizeof buf, ",\"%s\":%" PRIu64, name, v);
@@ -156,7 +143,7 @@ void event_to_json(const Event& e, std::string* out) {
   if (e.has_attrs) {
     const Inode& n = e.attrs;
     out->append(",\"attrs\":{\"type\":\"");
-    out->append(type_name(n.type));
+    out->append(file_type_name(n.type));
     out->push_back('"');
     field("mode", n.mode, out);
     field("uid", n.uid, out);

@@ -59,7 +59,9 @@ Status apply_seccomp(const SandboxOptions& o, int* rules) {
   if (o.creates_files)
     for (const char* s : kCrawlAllowed) ok = ok && allow(s);
   // ioctl: only the terminal query isatty() makes (stdio, progress output).
-  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, TCGETS)) == 0;
+  // Spelled out: SCMP_A1() leaves datum_b to the compiler's zeroing.
+  const scmp_arg_cmp is_tcgets{.arg = 1, .op = SCMP_CMP_EQ, .datum_a = TCGETS, .datum_b = 0};
+  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, is_tcgets) == 0;
   if (!ok) {
     seccomp_release(ctx);
     return Status::error("Sandbox", "seccomp: cannot build the allow-list");

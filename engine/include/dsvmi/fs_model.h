@@ -1,7 +1,6 @@
-// The file-system-neutral model: what every file system crawler (ext4 now,
-// FAT32 and NTFS next) reports, and what the index, the reverse map and the
-// inference engine store. It plays the role of the seed's normalized
-// gray_inode (../shared/seeds/003_*): enough to rebuild a POSIX view.
+// The file-system-neutral model: what every file system crawler (ext4, FAT,
+// NTFS) reports, and what the index, the reverse map and the inference engine
+// store: enough to rebuild a POSIX view (docs/architecture.md).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +19,20 @@ enum class FileType : uint8_t {
   Fifo = 6,
   Socket = 7,
 };
+
+// The type's name in the engine's state, events and `ls --json` (docs/events.md).
+inline const char* file_type_name(FileType t) {
+  switch (t) {
+    case FileType::Regular: return "file";
+    case FileType::Directory: return "dir";
+    case FileType::Symlink: return "symlink";
+    case FileType::CharDevice: return "chardev";
+    case FileType::BlockDevice: return "blockdev";
+    case FileType::Fifo: return "fifo";
+    case FileType::Socket: return "socket";
+    default: return "unknown";
+  }
+}
 
 // What a file-system block is. The reverse map stores one kind per block;
 // metadata kinds decide what the gate passes in low-overhead mode.
