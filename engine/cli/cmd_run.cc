@@ -54,7 +54,7 @@ struct RunArgs {
   ArgPolicy arg_policy;
   InferenceOptions options;
   bool ttl_given = false, max_given = false;
-  bool sandbox = true;  // docs/security.md
+  bool sandbox = kSandboxByDefault;  // docs/security.md
 };
 
 // Returns -1 when the arguments are good, else the exit status (0 for --help).
@@ -303,7 +303,7 @@ void Run::reload_policy() {
 // Everything the run needs is open: give up the rest (docs/security.md).
 int Run::sandbox() {
   if (!a_.sandbox) {
-    std::fprintf(stderr, "dsvmi run: sandbox off (--no-sandbox)\n");
+    std::fprintf(stderr, "dsvmi run: sandbox off (%s)\n", kSandboxByDefault ? "--no-sandbox" : "a sanitizer build");
     return -1;
   }
   return enter_command_sandbox("dsvmi run", &a_.policy_path, "") ? -1 : 1;

@@ -21,7 +21,7 @@ std::string dir_of(const std::string& path) {
 }  // namespace
 
 bool take_sandbox_flag(int* argc, char** argv) {
-  bool on = true;
+  bool on = kSandboxByDefault;
   int w = 0;
   for (int i = 0; i < *argc; ++i) {
     if (!std::strcmp(argv[i], "--no-sandbox")) on = false;

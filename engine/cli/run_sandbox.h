@@ -6,7 +6,17 @@
 
 namespace dsvmi::cli {
 
-// Removes `--no-sandbox` from argv; true unless it was there.
+// Sanitizer runtimes (LeakSanitizer's exit check, the symbolizer) make system
+// calls outside the allow-list, so sanitizer builds, which are test builds,
+// run without the sandbox unless a test enters it itself (sandbox_test's
+// probe does); release builds have it on (docs/security.md).
+#ifdef DSVMI_SANITIZER_BUILD
+inline constexpr bool kSandboxByDefault = false;
+#else
+inline constexpr bool kSandboxByDefault = true;
+#endif
+
+// Removes `--no-sandbox` from argv; kSandboxByDefault unless it was there.
 bool take_sandbox_flag(int* argc, char** argv);
 
 // Enters the sandbox with everything the command needs already open.
