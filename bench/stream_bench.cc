@@ -25,12 +25,14 @@
 #include <thread>
 #include <vector>
 
+#include "../tests/unit/common/free_port.h"
 #include "dsvmi/latency.h"
 #include "dsvmi/stream_publisher.h"
 #include "dsvmi/stream_subscriber.h"
 
 using namespace dsvmi;
 using Clock = std::chrono::steady_clock;
+using dsvmi::testing::free_port;
 
 namespace {
 
@@ -62,17 +64,6 @@ Json make_event(uint64_t i) {  // shaped like a daemon event (docs/events.md)
   return e;
 }
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a = {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 struct Result {
   double seconds = 0, call_ns = 0;

@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "../../unit/common/free_port.h"
+#include "../../unit/common/temp_dir.h"
 #include "dsvmi/stream_publisher.h"
 
 using namespace dsvmi;
@@ -31,19 +33,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using dsvmi::testing::free_port;
+
 const char* kServer = "/usr/sbin/nats-server";
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a = {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 bool port_open(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -97,13 +90,8 @@ struct Server {
   ~Server() { kill9(); }
 };
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/dsvmi-stream-XXXXXX";
-    path = ::mkdtemp(t);
-  }
-  ~TempDir() { fs::remove_all(path); }
+struct TempDir : dsvmi::testing::TempDir {
+  TempDir() : dsvmi::testing::TempDir("dsvmi-stream") {}
 };
 
 // What the server stored: every message of the stream, by stream sequence.
@@ -188,7 +176,7 @@ class StreamNats : public ::testing::Test {
 TEST_F(StreamNats, BrokerDownThenUpLosesNothingAndDuplicatesNothing) {
   TempDir t;
   Server srv;
-  srv.dir = t.path;
+  srv.dir = t.path();
   PublisherOptions po;
   po.urls = url(srv.port);
   std::unique_ptr<Publisher> pub;
@@ -214,7 +202,7 @@ TEST_F(StreamNats, BrokerDownThenUpLosesNothingAndDuplicatesNothing) {
 TEST_F(StreamNats, KilledBrokerMidStreamEveryEventOnceInOrder) {
   TempDir t;
   Server srv;
-  srv.dir = t.path;
+  srv.dir = t.path();
   srv.start();
   PublisherOptions po;
   po.urls = url(srv.port);
@@ -243,7 +231,7 @@ TEST_F(StreamNats, KilledBrokerMidStreamEveryEventOnceInOrder) {
 TEST_F(StreamNats, FullOutboxCountsAndReportsTheGap) {
   TempDir t;
   Server srv;
-  srv.dir = t.path;
+  srv.dir = t.path();
   PublisherOptions po;
   po.urls = url(srv.port);
   po.outbox_bytes = 64 << 10;
@@ -301,7 +289,7 @@ std::vector<Json> run_watch(const std::vector<std::string>& args, std::string* e
 TEST_F(StreamNats, DurableWatchResumesAndFilters) {
   TempDir t;
   Server srv;
-  srv.dir = t.path;
+  srv.dir = t.path();
   srv.start();
   PublisherOptions po;
   po.urls = url(srv.port);
@@ -348,7 +336,7 @@ TEST_F(StreamNats, DurableWatchResumesAndFilters) {
 TEST_F(StreamNats, MalformedMessagesDoNotStopTheSubscriber) {
   TempDir t;
   Server srv;
-  srv.dir = t.path;
+  srv.dir = t.path();
   srv.start();
   PublisherOptions po;
   po.urls = url(srv.port);
@@ -381,9 +369,9 @@ TEST_F(StreamNats, MalformedMessagesDoNotStopTheSubscriber) {
 TEST_F(StreamNats, AuthenticationRequiredIsAClearError) {
   TempDir t;
   Server srv;
-  srv.dir = t.path;
-  srv.conf = t.path + "/server.conf";
-  std::ofstream(srv.conf) << "listen: 127.0.0.1:" << srv.port << "\njetstream { store_dir: \"" << t.path
+  srv.dir = t.path();
+  srv.conf = t.path() + "/server.conf";
+  std::ofstream(srv.conf) << "listen: 127.0.0.1:" << srv.port << "\njetstream { store_dir: \"" << t.path()
                           << "\" }\nauthorization { users = [ {user: pub, password: s3cret} ] }\n";
   srv.start();
   PublisherOptions po;
@@ -410,7 +398,7 @@ TEST_F(StreamNats, ThreeNodeClusterLosingOneNodeKeepsTheStream) {
   for (int i = 0; i < 3; ++i) {
     s[i].cluster_port = free_port();
     s[i].name = "n" + std::to_string(i);
-    s[i].dir = t.path + "/" + s[i].name;
+    s[i].dir = t.path() + "/" + s[i].name;
     fs::create_directories(s[i].dir);
   }
   for (int i = 0; i < 3; ++i)
