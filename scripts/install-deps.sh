@@ -25,6 +25,8 @@ PACKAGES=(
   python3-prometheus-client qemu-system-x86
   # event stream tests (docs/stream.md): the NATS JetStream broker and C client
   nats-server libnats-dev
+  # content hashes of watched files (docs/hashes.md): OpenSSL's SHA-256
+  libssl-dev
   # benchmarks
   fio
   # end-to-end benchmarks (bench/e2e): guest root file system, plots
