@@ -27,6 +27,8 @@ PACKAGES=(
   nats-server libnats-dev
   # content hashes of watched files (docs/hashes.md): OpenSSL's SHA-256
   libssl-dev
+  # diff oracles: GNU diff and patch (tests/unit/infer/text_diff_test.cc)
+  diffutils patch
   # benchmarks
   fio
   # end-to-end benchmarks (bench/e2e): guest root file system, plots

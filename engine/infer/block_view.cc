@@ -35,6 +35,24 @@ Status BlockView::get_block(uint64_t b, uint8_t* out, bool fresh) {
   return Status::ok();
 }
 
+Status BlockView::read_data(uint64_t b, uint64_t in, std::span<uint8_t> out) {
+  if (b >= blocks() || in > (blocks() - b) * bs_ || out.size() > (blocks() - b) * bs_ - in) {
+    return Status::error("data read at block " + std::to_string(b) + " runs past the file system");
+  }
+  const uint64_t at = b * bs_ + in;
+  Status s = disk_.read(base_ + at, std::as_writable_bytes(out));
+  if (!s) return s;
+  if (shadow_.empty()) return Status::ok();
+  const uint64_t first = at / bs_, last = (at + out.size() + bs_ - 1) / bs_;
+  for (uint64_t k = first; k < last; k++) {
+    auto it = shadow_.find(k);
+    if (it == shadow_.end()) continue;
+    const uint64_t from = std::max(at, k * bs_), to = std::min<uint64_t>(at + out.size(), (k + 1) * bs_);
+    std::memcpy(out.data() + (from - at), it->second.data() + (from - k * bs_), to - from);
+  }
+  return Status::ok();
+}
+
 Status BlockView::read(uint64_t offset, std::span<std::byte> out) {
   if (offset > disk_.size() || out.size() > disk_.size() - offset) {
     return Status::error("read past the end of the disk at " + std::to_string(offset));

@@ -39,6 +39,11 @@ class BlockView : public DiskReader {
   // and inode-table blocks are decoded batch after batch); fresh = true
   // bypasses it (data read back from a live disk).
   Status get_block(uint64_t b, uint8_t* out, bool fresh = false);
+  // File data: out.size() bytes from byte `in` of fs block b on, in one
+  // disk read past the clean cache (hashing a large file must not evict the
+  // metadata the decoder rereads), shadow images on top. Pending data is
+  // not included: it belongs to no file yet.
+  Status read_data(uint64_t b, uint64_t in, std::span<uint8_t> out);
   // Forgets a block's cached disk image (its role changed).
   void forget(uint64_t b) {
     shadow_.erase(b);

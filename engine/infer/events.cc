@@ -54,6 +54,7 @@ const char* event_kind_name(EventKind kind) {
     case EventKind::Extend: return "extend";
     case EventKind::Modify: return "modify";
     case EventKind::Overflow: return "overflow";
+    case EventKind::Hash: return "hash";
   }
   return "unknown";
 }
@@ -135,6 +136,32 @@ void event_to_json(const Event& e, std::string* out) {
     field("length", e.length, out);
   }
   if (e.kind == EventKind::Overflow) field("lost_frames", e.lost_frames, out);
+  if (e.kind == EventKind::Hash) {
+    field("size", e.attrs.size, out);
+    if (e.hash_skipped.empty()) {
+      out->append(",\"sha256\":\"" + e.sha256 + "\",\"merkle_root\":\"" + e.merkle_root + "\"");
+      field("hash_bytes_read", e.hash_bytes_read, out);
+      if (!e.diff.empty()) {
+        out->append(",\"diff\":");
+        json_string(e.diff, out);
+        field("diff_added", e.diff_added, out);
+        field("diff_removed", e.diff_removed, out);
+        if (e.diff_truncated) out->append(",\"diff_truncated\":true");
+      }
+      if (!e.changed_ranges.empty()) {
+        out->append(",\"changed_ranges\":[");
+        for (size_t i = 0; i < e.changed_ranges.size(); i++) {
+          out->append(i ? ",[" : "[");
+          out->append(std::to_string(e.changed_ranges[i].first) + "," + std::to_string(e.changed_ranges[i].second) + "]");
+        }
+        out->push_back(']');
+        if (e.changed_ranges_cut) out->append(",\"changed_ranges_cut\":true");
+      }
+    } else {
+      out->append(",\"hash_skipped\":");
+      json_string(e.hash_skipped, out);
+    }
+  }
   if (e.kind == EventKind::Modify && !e.data.empty()) {
     out->append(",\"data\":\"");
     base64(e.data, out);

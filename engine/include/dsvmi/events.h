@@ -31,6 +31,7 @@ enum class EventKind : uint8_t {
   Extend,    // size went up without data we saw (size = new size)
   Modify,    // data written: [offset, offset + length) of the file
   Overflow,  // frames were lost; the named range was re-read and repaired
+  Hash,      // content hash of a hashed file at a consistency point (docs/hashes.md)
 };
 
 const char* event_kind_name(EventKind kind);
@@ -53,6 +54,20 @@ struct Event {
   uint64_t offset = 0, length = 0;  // Modify: file bytes; Overflow: disk bytes
   std::vector<uint8_t> data;  // Modify with data capture on: the bytes written
   uint64_t lost_frames = 0;   // Overflow
+  // Hash: lower-case hex SHA-256 of the file's content (what sha256sum
+  // prints) and the RFC 6962 Merkle root over 64 KiB leaves; or, when the
+  // file was not hashed, hash_skipped says why (both digests empty).
+  std::string sha256, merkle_root, hash_skipped;
+  uint64_t hash_bytes_read = 0;  // Hash: bytes of the file read for this update
+  // Hash, when the file changed since the last hash event: a unified diff
+  // of the change for a small text file (docs/hashes.md, "Diffs"), else the
+  // byte ranges written (at most 64; changed_ranges_cut
+  // when there were more).
+  std::string diff;
+  uint64_t diff_added = 0, diff_removed = 0;
+  bool diff_truncated = false;
+  std::vector<std::pair<uint64_t, uint64_t>> changed_ranges;  // (offset, length), sorted, merged
+  bool changed_ranges_cut = false;
   int64_t latency_us = -1;    // live ring input: emission time - time_ns (CLOCK_MONOTONIC); -1: not measured
 };
 

@@ -55,6 +55,17 @@ struct InferenceOptions {
   // time_ns of its frame (same host), recorded in the latency histograms.
   // Never for a trace replay (its timestamps are from another time).
   bool measure_latency = false;
+  // Content hashes (docs/hashes.md): watched regular files matching one of
+  // these globs get a hash event at each consistency point that changed
+  // them. Empty: off. Only with a live disk (read_back_new_data): the hash
+  // reads what did not change from the disk.
+  std::vector<std::string> hash_globs;
+  uint64_t hash_max_bytes = 1ull << 30;      // larger files: hash_skipped
+  uint64_t hash_memory_bytes = 64ull << 20;  // all hash states together
+  // Diffs in hash events: text files of at most diff_max_bytes (0: none)
+  // keep their last version; a diff is cut at diff_output_bytes.
+  uint64_t diff_max_bytes = 64 << 10;
+  uint64_t diff_output_bytes = 16 << 10;
 };
 
 // What set_policy() did.
@@ -88,6 +99,8 @@ struct InferenceStats {
   uint64_t gate_updates = 0;           // gate publications
   uint64_t events = 0;
   uint64_t policy_changes = 0;         // set_policy() calls applied
+  uint64_t hash_events = 0, hash_skipped = 0;  // hash events with a digest / with hash_skipped
+  uint64_t hash_bytes_read = 0, hash_bytes_hashed = 0;  // file bytes read / fed to SHA-256 for them
   // Event latency (measure_latency): since the start, in microseconds.
   LatencyHistogram latency;
 };

@@ -58,7 +58,8 @@ Ext4Live::Ext4Live(EngineContext& ctx, const FsIndex& index, DiskReader& disk, u
       rmap_(index),
       state_(index, info_.root_ino),
       journal_(ctx.options.journal_cache_blocks),
-      out_(ctx) {}
+      out_(ctx),
+      hashes_(ctx) {}
 
 Status Ext4Live::init() {
   if (info_.type != "ext2" && info_.type != "ext3" && info_.type != "ext4") {
@@ -82,6 +83,12 @@ Status Ext4Live::init() {
     s = Glob::compile(p, &g);
     if (!s) return s;
     globs_.push_back(std::move(g));
+  }
+  for (const std::string& p : ctx_.options.hash_globs) {
+    Glob g;
+    s = Glob::compile(p, &g);
+    if (!s) return Status::error("inference: hash glob: " + s.message());
+    hash_globs_.push_back(std::move(g));
   }
   if (info_.journal_ino != 0) {
     if (const Inode* j = state_.inode(info_.journal_ino)) journal_extents_ = j->extents;
@@ -119,6 +126,43 @@ bool Ext4Live::watched(uint64_t ino) {
   }
   watched_cache_[ino] = match;
   return match;
+}
+
+bool Ext4Live::hashed_file(uint64_t ino, uint64_t* size, std::string* path) {
+  if (hash_globs_.empty() || !watched(ino)) return false;
+  const Inode* n = state_.inode(ino);
+  if (n == nullptr) return false;
+  for (const Link& l : std::vector<Link>(state_.links(ino))) {
+    std::string p = name_path(l.parent, l.name);
+    for (const Glob& g : hash_globs_) {
+      if (g.matches(p)) {
+        *size = n->size;
+        *path = std::move(p);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+Status Ext4Live::read_file(uint64_t ino, uint64_t offset, std::span<uint8_t> out) {
+  constexpr uint32_t kInlineDataFl = 0x10000000;  // ext4 EXT4_INLINE_DATA_FL
+  const Inode* n = state_.inode(ino);
+  if (n == nullptr) return Status::error("hash: inode " + std::to_string(ino) + " is gone");
+  if (n->flags & kInlineDataFl) return Status::error("hash: inode " + std::to_string(ino) + ": inline data is not read for hashes");
+  if (offset > n->size || out.size() > n->size - offset) {
+    return Status::error("hash: read past the end of inode " + std::to_string(ino));
+  }
+  std::fill(out.begin(), out.end(), uint8_t{0});
+  const uint64_t bs = info_.block_size, end = offset + out.size();
+  for (const Extent& x : n->extents) {
+    if (x.unwritten || x.length == 0) continue;
+    const uint64_t a = std::max(offset, x.logical * bs), b = std::min(end, (x.logical + x.length) * bs);
+    if (a >= b) continue;
+    Status s = view_.read_data(x.physical, a - x.logical * bs, out.subspan(a - offset, b - a));
+    if (!s) return Status::error("hash: inode " + std::to_string(ino) + ": " + s.message());
+  }
+  return Status::ok();
 }
 
 std::string Ext4Live::name_path(uint64_t dir, const std::string& name) {
@@ -340,7 +384,19 @@ void Ext4Live::emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offse
     e.attrs = without_extents(*n);
   }
   ctx_.stats.data_bytes_attributed += len;
+  hashes_.written(ino, file_offset, data, len);
   out_.modify(std::move(e), data, len);
+}
+
+void Ext4Live::settle_hashes(const FrameView& f) {
+  hashes_.settle(*this, out_, [&](uint64_t ino) {
+    Event e = base_event(f, EventKind::Hash, ino);
+    if (const Inode* n = state_.inode(ino)) {
+      e.has_attrs = true;
+      e.attrs = without_extents(*n);
+    }
+    return e;
+  });
 }
 
 void Ext4Live::journal_block(const FrameView& f, uint64_t position, const uint8_t* block) {
@@ -420,6 +476,7 @@ void Ext4Live::lost(const FrameView& f, uint64_t disk_offset, uint64_t len) {
       view_.drop_pending(b);
     }
   }
+  hashes_.lost();  // what the lost frames wrote is read from the disk
   std::sort(journal_blocks.begin(), journal_blocks.end());
   for (auto [pos, phys] : journal_blocks) {
     if (view_.get_block(phys, block.data())) journal_block(f, pos, block.data());
@@ -499,6 +556,7 @@ void Ext4Live::consistency_point(const FrameView& f) {
   ctx_.stats.consistency_points++;
   if (dirty_.empty()) {
     settle_pending(f);
+    settle_hashes(f);
     return;
   }
   std::set<uint64_t> inos;
@@ -533,6 +591,9 @@ void Ext4Live::consistency_point(const FrameView& f) {
     // an index that keeps generations (docs/index.md).
     c.reused = c.old && c.now &&
                ((state_.generation_known(ino) && c.old->generation != c.now->generation) || c.old->type != c.now->type);
+    if (!c.now || c.reused) hashes_.forget(ino);
+    hashes_.touched(ino, !c.old || c.reused || !c.now || c.old->size != c.now->size ||
+                             !same_extents(c.old->extents, c.now->extents));
     changes.emplace(ino, std::move(c));
   }
   // Name changes, ordered so that each event applies to the tree the ones
@@ -567,6 +628,7 @@ void Ext4Live::consistency_point(const FrameView& f) {
   for (uint64_t ino : plan.renamed_inodes()) {
     if (!fresh(ino)) watched_before[ino] = watched(ino);
   }
+  for (uint64_t ino : plan.renamed_inodes()) hashes_.touched(ino, true);  // a new path may be hashed
   std::vector<NameEvent> named;
   plan.apply(state_, &named);
   ctx_.stats.forced_ops += plan.forced();
@@ -762,6 +824,7 @@ void Ext4Live::consistency_point(const FrameView& f) {
     if (c.old && !c.now) state_.free_inode(ino);
   }
   settle_pending(f);
+  settle_hashes(f);
   if (gate_dirty_ && ctx_.options.gate != nullptr) {
     if (ctx_.options.gate->publish()) ctx_.stats.gate_updates++;
     gate_dirty_ = false;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../../../infer/block_view.h"
+#include "../../../infer/content_hashes.h"
 #include "../../../infer/engine_context.h"
 #include "../../../infer/event_out.h"
 #include "../../../infer/fs_driver.h"
@@ -57,7 +58,7 @@ class DecodeSink : public CrawlSink {
   std::string last_problem;
 };
 
-class Ext4Live : public FsDriver {
+class Ext4Live : public FsDriver, public FileContent {
  public:
   Ext4Live(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition);
   Status init() override;
@@ -81,6 +82,12 @@ class Ext4Live : public FsDriver {
   // journal block, the data blocks of watched files. Does not publish.
   Status add_gate_grains(Gate& gate, PolicyApplyResult* result) override;
 
+  // FileContent (content_hashes.h): a watched regular file one of whose
+  // paths matches a hash glob; its bytes read through the view (shadow and
+  // pending data over the disk), holes and unwritten extents as zeroes.
+  bool hashed_file(uint64_t ino, uint64_t* size, std::string* path) override;
+  Status read_file(uint64_t ino, uint64_t offset, std::span<uint8_t> out) override;
+
  private:
   BlockKind data_kind(const Inode& n) const;
   bool watched(uint64_t ino);
@@ -92,6 +99,8 @@ class Ext4Live : public FsDriver {
   void inodes_of_table_block(uint64_t block, std::set<uint64_t>* out);
   void settle_pending(const FrameView& f);
   void emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len);
+  // Hash events for the files this consistency point changed.
+  void settle_hashes(const FrameView& f);
   Event base_event(const FrameView& f, EventKind kind, uint64_t ino);
   // Every event goes out through out_ (event_out.h), which first releases
   // a held modify.
@@ -123,9 +132,11 @@ class Ext4Live : public FsDriver {
   std::set<uint64_t> dirty_;
   std::unordered_map<uint64_t, std::vector<DecodeSink::Run>> map_nodes_;  // last known, per inode
   std::vector<Glob> globs_;
+  std::vector<Glob> hash_globs_;
   std::unordered_map<uint64_t, bool> watched_cache_;
   bool gate_dirty_ = false;
   EventOut out_;
+  ContentHashes hashes_;
 };
 
 }  // namespace dsvmi::infer
