@@ -53,7 +53,8 @@ struct RunArgs {
   uint64_t replay_until = 0;
   ArgPolicy arg_policy;
   InferenceOptions options;
-  bool ttl_given = false, max_given = false;
+  bool ttl_given = false, max_given = false, hash_max_given = false, diff_max_given = false, diff_bytes_given = false;
+  std::vector<std::string> hash_globs;  // --hash
   bool sandbox = kSandboxByDefault;  // docs/security.md
 };
 
@@ -107,6 +108,26 @@ int parse_run_args(int argc, char** argv, RunArgs* r) {
         return 2;
       }
       r->max_given = true;
+    } else if (a == "--hash" && value(&v)) {
+      Glob g;
+      if (Status s = Glob::compile(v, &g); !s) {
+        std::fprintf(stderr, "dsvmi run: bad --hash glob '%s': %s\n", v.c_str(), s.message().c_str());
+        return 2;
+      }
+      r->hash_globs.push_back(v);
+    } else if (a == "--hash-max" && value(&v)) {
+      if (!parse_size(v, &r->options.hash_max_bytes)) {
+        std::fprintf(stderr, "dsvmi run: bad --hash-max '%s' (bytes, K/M/G suffix allowed)\n", v.c_str());
+        return 2;
+      }
+      r->hash_max_given = true;
+    } else if ((a == "--diff-max" || a == "--diff-bytes") && value(&v)) {
+      const bool max = a == "--diff-max";
+      if (!parse_size(v, max ? &r->options.diff_max_bytes : &r->options.diff_output_bytes)) {
+        std::fprintf(stderr, "dsvmi run: bad %s '%s' (bytes, K/M/G suffix allowed)\n", a.c_str(), v.c_str());
+        return 2;
+      }
+      (max ? r->diff_max_given : r->diff_bytes_given) = true;
     } else if (a == "--pending-ttl" && value(&v)) {
       r->options.pending_ttl_ns = std::strtoull(v.c_str(), nullptr, 10) * 1000000000ull;
       r->ttl_given = true;
@@ -192,8 +213,20 @@ int Run::open() {
     // Command-line tunables win over the file's.
     if (file_policy_.has_ttl && !a_.ttl_given) options.pending_ttl_ns = file_policy_.ttl_ns;
     if (file_policy_.has_max && !a_.max_given) options.pending_max_bytes = file_policy_.max_bytes;
+    if (file_policy_.has_hash_max && !a_.hash_max_given) options.hash_max_bytes = file_policy_.hash_max;
+    if (file_policy_.has_diff_max && !a_.diff_max_given) options.diff_max_bytes = file_policy_.diff_max;
+    if (file_policy_.has_diff_bytes && !a_.diff_bytes_given) options.diff_output_bytes = file_policy_.diff_bytes;
+  }
+  options.hash_globs = a_.hash_globs;
+  for (const std::string& g : file_policy_.hash_globs)
+    if (std::find(options.hash_globs.begin(), options.hash_globs.end(), g) == options.hash_globs.end())
+      options.hash_globs.push_back(g);
+  if (!options.hash_globs.empty() && !a_.trace_path.empty()) {
+    std::fprintf(stderr, "dsvmi run: --hash needs a live ring: a trace replay has no current disk to read (docs/hashes.md)\n");
+    return 2;
   }
   options.policy = merge_policy(a_.arg_policy, a_.policy_path.empty() ? nullptr : &file_policy_);
+  fold_hash_globs(options.hash_globs, &options.policy);
   if (!(index_ = Index::open(a_.index_path, &s)) || !(disk_ = open_disk(a_.disk_path, {}, &s))) {
     std::fprintf(stderr, "dsvmi run: %s\n", s.message().c_str());
     return 1;
@@ -272,6 +305,9 @@ void Run::reload_policy() {
     st = Status::error("SIGHUP: no --policy-file to re-read");
   } else if ((st = read_policy_file(a_.policy_path, &fp))) {
     np = merge_policy(a_.arg_policy, &fp);
+    fold_hash_globs(a_.options.hash_globs, &np);
+    if (fp.hash_globs != file_policy_.hash_globs)
+      std::fprintf(stderr, "dsvmi run: the policy file's hash globs changed; they apply from the next start\n");
     st = engine_->set_policy(np, &r);
   }
   if (st) {

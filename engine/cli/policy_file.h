@@ -1,5 +1,5 @@
 // Policy files (docs/policy.md): JSON, or "key = value" lines with '#'
-// comments; `glob` may repeat. Unknown keys are errors (a typo must not
+// comments; `glob` and `hash` may repeat. Unknown keys are errors (a typo must not
 // silently watch nothing).
 #pragma once
 #include <fstream>
@@ -12,7 +12,7 @@
 namespace dsvmi::cli {
 
 inline Status parse_policy_text(const std::string& text, Json* out) {
-  static const char* kKeys[] = {"mode", "globs", "ring_size", "pending_ttl", "pending_max", "resync"};
+  static const char* kKeys[] = {"mode", "globs", "ring_size", "pending_ttl", "pending_max", "resync", "hash", "hash_max", "diff_max", "diff_bytes"};
   auto known = [](const std::string& k) {
     for (const char* c : kKeys)
       if (k == c) return true;
@@ -29,7 +29,7 @@ inline Status parse_policy_text(const std::string& text, Json* out) {
     std::istringstream in(text);
     std::string line;
     int no = 0;
-    Json::Array globs;
+    Json::Array globs, hash;
     while (std::getline(in, line)) {
       ++no;
       if (size_t h = line.find('#'); h != std::string::npos) line.erase(h);
@@ -41,14 +41,15 @@ inline Status parse_policy_text(const std::string& text, Json* out) {
       std::string k = line.substr(0, eq), v = line.substr(eq + 1);
       k.erase(k.find_last_not_of(" \t") + 1);
       v.erase(0, v.find_first_not_of(" \t"));
-      if (k == "glob") {
-        globs.push_back(Json(v));
+      if (k == "glob" || k == "hash") {
+        (k == "glob" ? globs : hash).push_back(Json(v));
         continue;
       }
       if (!known(k)) return Status::error("policy line " + std::to_string(no) + ": unknown key '" + k + "'");
       p.set(k, v);
     }
     if (!globs.empty()) p.set("globs", Json(globs));
+    if (!hash.empty()) p.set("hash", Json(hash));
   }
   if (const Json* m = p.get("mode")) {
     if (!m->is_string() || (m->as_string() != "low-overhead" && m->as_string() != "full"))
@@ -56,7 +57,7 @@ inline Status parse_policy_text(const std::string& text, Json* out) {
   }
   // Sizes and seconds: digits (sizes may end in K/M/G), checked here so an
   // engine never starts with a value it would refuse.
-  for (const char* key : {"pending_ttl", "pending_max", "ring_size"}) {
+  for (const char* key : {"pending_ttl", "pending_max", "ring_size", "hash_max", "diff_max", "diff_bytes"}) {
     const Json* v = p.get(key);
     if (!v) continue;
     std::string t = v->is_number() ? Json(v->as_number()).dump() : v->is_string() ? v->as_string() : "";
@@ -73,12 +74,14 @@ inline Status parse_policy_text(const std::string& text, Json* out) {
     if (!r->is_string() || r->as_string() != "engine")
       return Status::error("policy: resync supports only 'engine' (the engine re-reads lost ranges)");
   }
-  if (const Json* g = p.get("globs")) {
-    if (!g->is_array()) return Status::error("policy: globs must be a list");
+  for (const char* key : {"globs", "hash"}) {
+    const Json* g = p.get(key);
+    if (!g) continue;
+    if (!g->is_array()) return Status::error(std::string("policy: ") + key + " must be a list");
     for (const auto& x : g->as_array()) {
       Glob tmp;
-      if (!x.is_string()) return Status::error("policy: globs must be strings");
-      if (Status s = Glob::compile(x.as_string(), &tmp); !s) return Status::error("policy: glob: " + s.message());
+      if (!x.is_string()) return Status::error(std::string("policy: ") + key + " must be strings");
+      if (Status s = Glob::compile(x.as_string(), &tmp); !s) return Status::error(std::string("policy: ") + key + ": " + s.message());
     }
   }
   *out = p;

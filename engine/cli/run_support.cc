@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <tuple>
 
 #include "dsvmi/events.h"
 #include "gate_args.h"
@@ -30,8 +31,25 @@ Status read_policy_file(const std::string& path, FilePolicy* out) {
     if (!parse_size(text(v), &p.max_bytes)) return Status::error(path + ": pending_max out of range");
     p.has_max = true;
   }
+  if (const Json* g = j.get("hash"))
+    for (const Json& x : g->as_array()) p.hash_globs.push_back(x.as_string());
+  for (auto [key, value, has] : {std::tuple{"hash_max", &p.hash_max, &p.has_hash_max},
+                                  std::tuple{"diff_max", &p.diff_max, &p.has_diff_max},
+                                  std::tuple{"diff_bytes", &p.diff_bytes, &p.has_diff_bytes}}) {
+    const Json* v = j.get(key);
+    if (!v) continue;
+    if (!parse_size(text(v), value)) return Status::error(path + ": " + key + " out of range");
+    *has = true;
+  }
   *out = std::move(p);
   return Status::ok();
+}
+
+void fold_hash_globs(const std::vector<std::string>& hash_globs, GatePolicy* p) {
+  if (hash_globs.empty() || p->kind == GatePolicyKind::PassAll) return;
+  p->kind = GatePolicyKind::MetadataAndGlobs;
+  for (const std::string& g : hash_globs)
+    if (std::find(p->globs.begin(), p->globs.end(), g) == p->globs.end()) p->globs.push_back(g);
 }
 
 GatePolicy merge_policy(const ArgPolicy& args, const FilePolicy* file) {
@@ -92,7 +110,8 @@ void run_usage(FILE* out) {
                "                 [--policy metadata|pass-all|glob:PATTERN]... [--gate GATE]\n"
                "                 [--events FILE] [--data] [--state] [--stats] [--pending-ttl SECONDS]\n"
                "                 [--pending-max BYTES] [--policy-file FILE] [--stats-interval SECONDS]\n"
-               "                 [--records] [--stats-json FILE]\n"
+               "                 [--records] [--stats-json FILE] [--hash GLOB]... [--hash-max BYTES]\n"
+               "                 [--diff-max BYTES] [--diff-bytes BYTES]\n"
                "Infers file-level events from the frames of a capture trace (or a live ring,\n"
                "until SIGINT/SIGTERM: what the ring holds then is drained first; a second\n"
                "signal ends at once) and writes them as JSON Lines (docs/events.md) to stdout\n"
@@ -111,6 +130,14 @@ void run_usage(FILE* out) {
                "  --replay-until  live ring: the producer index where the post-crawl replay\n"
                "             ends (default: the producer index at start); the ready records\n"
                "             mark it\n"
+               "  --hash     live ring: a hash event (SHA-256 and Merkle root of the content,\n"
+               "             docs/hashes.md) for each file matching GLOB (repeatable) whenever a\n"
+               "             consistency point changed it; hashed files are watched\n"
+               "  --hash-max  larger files get a hash event with hash_skipped (default 1G)\n"
+               "  --diff-max  hashed text files up to this size get a unified diff of each\n"
+               "             change in their hash event (default 64K, 0: none); others get the\n"
+               "             byte ranges written\n"
+               "  --diff-bytes  cut a diff at this many bytes (default 16K)\n"
                "  --gate     keep this gate file (dsvmi gate-create) in step with the file system\n"
                "  --data     put the written bytes (base64) into modify events\n"
                "  --state    at the end, print the engine's tree (one JSON object per path)\n"
@@ -132,7 +159,7 @@ void print_stats(const InferenceStats& s) {
                "journal_read_back=%llu journal_bad=%llu metadata_writes=%llu inodes_decoded=%llu "
                "data_bytes_attributed=%llu data_read_back=%llu pending_bytes=%llu pending_expired=%llu pending_evicted=%llu "
                "shadow_blocks=%llu disk_block_reads=%llu decode_problems=%llu forced_ops=%llu gate_updates=%llu "
-               "events=%llu event_latency_p50_us=%llu event_latency_p99_us=%llu event_latency_max_us=%llu event_latency_count=%llu\n",
+               "events=%llu hash_events=%llu hash_skipped=%llu hash_bytes_read=%llu event_latency_p50_us=%llu event_latency_p99_us=%llu event_latency_max_us=%llu event_latency_count=%llu\n",
                (unsigned long long)s.frames, (unsigned long long)s.writes, (unsigned long long)s.write_bytes,
                (unsigned long long)s.flushes, (unsigned long long)s.lost_records, (unsigned long long)s.seq_gaps,
                (unsigned long long)s.bad_frames, (unsigned long long)s.consistency_points,
@@ -144,6 +171,7 @@ void print_stats(const InferenceStats& s) {
                (unsigned long long)s.shadow_blocks, (unsigned long long)s.disk_block_reads,
                (unsigned long long)s.decode_problems, (unsigned long long)s.forced_ops,
                (unsigned long long)s.gate_updates, (unsigned long long)s.events,
+               (unsigned long long)s.hash_events, (unsigned long long)s.hash_skipped, (unsigned long long)s.hash_bytes_read,
                (unsigned long long)s.latency.percentile(0.50), (unsigned long long)s.latency.percentile(0.99),
                (unsigned long long)s.latency.max(), (unsigned long long)s.latency.count());
   if (!s.last_decode_problem.empty()) std::fprintf(stderr, "dsvmi run: last decode problem: %s\n", s.last_decode_problem.c_str());
@@ -185,6 +213,10 @@ Json stats_json(const InferenceStats& s) {
       {"gate_updates", s.gate_updates},
       {"events", s.events},
       {"policy_changes", s.policy_changes},
+      {"hash_events", s.hash_events},
+      {"hash_skipped", s.hash_skipped},
+      {"hash_bytes_read", s.hash_bytes_read},
+      {"hash_bytes_hashed", s.hash_bytes_hashed},
       {"event_latency_us", std::move(latency)},
   };
 }

@@ -27,11 +27,17 @@ struct FilePolicy {
   std::vector<std::string> globs;
   bool has_ttl = false, has_max = false;
   uint64_t ttl_ns = 0, max_bytes = 0;
+  std::vector<std::string> hash_globs;  // read at the start only (docs/hashes.md)
+  bool has_hash_max = false, has_diff_max = false, has_diff_bytes = false;
+  uint64_t hash_max = 0, diff_max = 0, diff_bytes = 0;
 };
 
 Status read_policy_file(const std::string& path, FilePolicy* out);
 GatePolicy merge_policy(const ArgPolicy& args, const FilePolicy* file);
 const char* mode_name(const GatePolicy& p);
+// A hashed file must be watched (its writes pass the gate): the hash globs
+// join the policy's globs unless every file is watched already.
+void fold_hash_globs(const std::vector<std::string>& hash_globs, GatePolicy* p);
 
 // Engine status records: one JSON object per line on the event stream, key
 // "engine", never "event"; flushed at once.

@@ -56,12 +56,13 @@ Status scalar(const Json& args, const char* key, std::string def, std::string* o
 }
 
 Status write_policy_file(const std::string& path, const std::string& mode, const std::vector<std::string>& globs,
-                         const std::string& pending_ttl, const std::string& pending_max) {
+                         const std::string& pending_ttl, const std::string& pending_max, const HashSettings& hash) {
   Json p(Json::Object{});
   p.set("mode", mode);
   p.set("globs", string_array(globs));
   if (!pending_ttl.empty()) p.set("pending_ttl", pending_ttl);
   if (!pending_max.empty()) p.set("pending_max", pending_max);
+  hash.write(&p);
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -74,13 +75,30 @@ Status write_policy_file(const std::string& path, const std::string& mode, const
   return Status::ok();
 }
 
+Status HashSettings::parse(const Json& args) {
+  Status s;
+  if (args.get("hash") && !(s = string_list(args.get("hash"), &globs))) return s;
+  if (!(s = scalar(args, "hash_max", max, &max)) || !(s = scalar(args, "diff_max", diff_max, &diff_max)) ||
+      !(s = scalar(args, "diff_bytes", diff_bytes, &diff_bytes)))
+    return s;
+  return Status::ok();
+}
+
+void HashSettings::write(Json* p) const {
+  if (!globs.empty()) p->set("hash", string_array(globs));
+  if (!max.empty()) p->set("hash_max", max);
+  if (!diff_max.empty()) p->set("diff_max", diff_max);
+  if (!diff_bytes.empty()) p->set("diff_bytes", diff_bytes);
+}
+
 namespace {
 
 // The arguments of attach into a fresh Attachment (nothing touched yet).
 Status parse_attach_args(const Json& args, Attachment* a, std::string* ring_size, std::string* read_via) {
   Status s;
   if (!(s = scalar(args, "pending_ttl", "", &a->pending_ttl)) || !(s = scalar(args, "pending_max", "", &a->pending_max)) ||
-      !(s = scalar(args, "ring_size", "64M", ring_size)) || !(s = string_list(args.get("globs"), &a->globs)))
+      !(s = scalar(args, "ring_size", "64M", ring_size)) || !(s = string_list(args.get("globs"), &a->globs)) ||
+      !(s = a->hash.parse(args)))
     return s;
   a->qmp = args.get_string("qmp");
   a->node = args.get_string("node");
@@ -108,7 +126,7 @@ Status Daemon::make_ring_and_gate(Attachment& a, const std::string& ring_size) {
   if (run_capture({opt_.self_exe, "gate-create", a.gate, "--disk-size", std::to_string(a.disk_size), "--mode", "pass-all"},
                   &out) != 0)
     return Status::error("GateFailed", last_line(out));
-  return write_policy_file(a.policy_file, a.mode, a.globs, a.pending_ttl, a.pending_max);
+  return write_policy_file(a.policy_file, a.mode, a.globs, a.pending_ttl, a.pending_max, a.hash);
 }
 
 Reply Daemon::attach(const Json& args, Client* c) {
@@ -175,8 +193,11 @@ Status Daemon::start_crawl(Attachment& a) {
   if (a.mode == "low-overhead") {
     // Publishes the policy's grains (metadata + watched files' data) into the
     // gate, replacing pass-all; the engine keeps it in step from then on.
-    crawl.insert(crawl.end(), {"--gate", a.gate, "--policy", a.globs.empty() ? "metadata" : "glob"});
+    // Hashed files are watched (their writes must pass): their globs too.
+    const bool none = a.globs.empty() && a.hash.globs.empty();
+    crawl.insert(crawl.end(), {"--gate", a.gate, "--policy", none ? "metadata" : "glob"});
     for (const auto& g : a.globs) crawl.insert(crawl.end(), {"--glob", g});
+    for (const auto& g : a.hash.globs) crawl.insert(crawl.end(), {"--glob", g});
   }
   // Its records (docs/cli-json.md) on the pipe; its stderr to the log.
   int log = ::open(a.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);

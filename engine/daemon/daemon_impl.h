@@ -81,12 +81,24 @@ struct Latency {
   void observe(double seconds);
 };
 
+// Content hashes and diffs of an attachment (docs/hashes.md): the policy
+// keys hash, hash_max, diff_max, diff_bytes; "" = the engine's default.
+struct HashSettings {
+  std::vector<std::string> globs;
+  std::string max, diff_max, diff_bytes;
+  bool operator==(const HashSettings&) const = default;
+  // From request arguments; missing keys keep *out's values.
+  Status parse(const Json& args);
+  void write(Json* policy) const;
+};
+
 struct Attachment {
   std::string name, qmp, node, filter_node, device, image, mode;
   std::string disk;                   // what the crawl and the engine read: the image file or an nbd+unix:// URL
   std::string export_id, nbd_socket;  // block export through QEMU's NBD server ("" = the file is read)
   std::vector<std::string> globs;
   std::string pending_ttl, pending_max;  // engine options ("" = its defaults)
+  HashSettings hash;                      // fixed at attach
   uint64_t disk_size = 0;
   std::string ring, gate, index, log, policy_file;
   State state = State::Crawling;
@@ -162,8 +174,10 @@ std::string last_line(const std::string& text);
 // Request argument checks (attach.cc); errors are InvalidArgument.
 Status string_list(const Json* j, std::vector<std::string>* out);
 Status scalar(const Json& args, const char* key, std::string def, std::string* out);
+// The hash settings are fixed for the engine's life (docs/hashes.md): every
+// rewrite carries the attachment's.
 Status write_policy_file(const std::string& path, const std::string& mode, const std::vector<std::string>& globs,
-                         const std::string& pending_ttl, const std::string& pending_max);
+                         const std::string& pending_ttl, const std::string& pending_max, const HashSettings& hash);
 void flush_client(Client& c);
 void send_to(Client& c, const std::string& msg);
 // The last line of a (possibly large) log file.

@@ -99,10 +99,16 @@ Reply Daemon::policy_set(const Json& args, Client* c) {
   if ((args.get("globs") && !(s = string_list(args.get("globs"), &globs))) ||
       !(s = scalar(args, "pending_ttl", a.pending_ttl, &ttl)) || !(s = scalar(args, "pending_max", a.pending_max, &max)))
     return Reply::fail(s);
+  // Hash globs are the engine's start options (docs/hashes.md).
+  HashSettings hash = a.hash;
+  if (!(s = hash.parse(args))) return Reply::fail(s);
+  if (!(hash == a.hash))
+    return Reply::fail(Status::error("InvalidArgument", "hash, hash_max, diff_max and diff_bytes are fixed while attached; "
+                                                        "detach and attach again to change them"));
   // The engine re-reads the file on SIGHUP and answers with one
   // {"engine":"policy"} record; no restart, the ring keeps flowing.
   a.policy.backup = read_file(a.policy_file);
-  if (!(s = write_policy_file(a.policy_file, mode, globs, ttl, max))) return Reply::fail(s);
+  if (!(s = write_policy_file(a.policy_file, mode, globs, ttl, max, a.hash))) return Reply::fail(s);
   a.policy.pending_ttl = ttl;
   a.policy.pending_max = max;
   if (::kill(a.engine.child.pid(), SIGHUP) != 0) {

@@ -16,6 +16,7 @@ Json Daemon::status_of(Attachment& a) {
   o.set("state", state_name(a.state));
   o.set("mode", a.mode);
   o.set("globs", string_array(a.globs));
+  o.set("hash", string_array(a.hash.globs));
   o.set("qmp", a.qmp);
   o.set("node", a.node);
   o.set("filter_node", a.filter_node);
