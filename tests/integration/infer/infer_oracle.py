@@ -91,6 +91,11 @@ def rdump(image, out_dir):
     return out_dir
 
 
+def sha256sum(path):
+    """The digest coreutils' sha256sum prints for a file (docs/hashes.md)."""
+    return subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
+
+
 def state_tree(state_text):
     """The engine's --state output as a tree."""
     tree = {}

@@ -61,18 +61,24 @@ def run_full(env, work, workload, original, disk, ring_name, guest_timeout=600, 
     return EngineRun(events, r.stdout, json.loads(stats.read_text()))
 
 
-def run_low(env, work, workload, original, disk, ring_name, watch, guest_timeout=600, extra_append=""):
+def run_low(env, work, workload, original, disk, ring_name, watch, guest_timeout=600, extra_append="",
+            hash_globs=(), run_args=()):
+    """hash_globs: `dsvmi run --hash` (hashed files are watched: their globs
+    join the crawl's gate); run_args: more `dsvmi run` arguments."""
     index = work / "original.dsvx"
     ring = guest.shm_ring_path(ring_name)
     gate = Path("/dev/shm") / f"dsvmi-test-{ring_name}-{os.getpid()}.gate"
+    globs = [a for g in [watch, *hash_globs] for a in ("--glob", g)]
+    hashes = [a for g in hash_globs for a in ("--hash", g)]
     try:
-        guest.run([env.dsvmi(), "crawl", original, "--index", index, "--gate", gate, "--glob", watch])
+        guest.run([env.dsvmi(), "crawl", original, "--index", index, "--gate", gate, *globs])
         events, state_path = work / "events.jsonl", work / "state.jsonl"
         log, stats = work / "run.log", work / "stats.json"
         with open(state_path, "w") as out, open(log, "w") as err:
             engine = subprocess.Popen([env.dsvmi(), "run", "--ring", ring, "--index", index, "--disk", disk,
                                        "--gate", gate, "--policy", "glob:" + watch, "--events", events,
-                                       "--data", "--state", "--stats", "--stats-json", stats, "--records"],
+                                       "--data", "--state", "--stats", "--stats-json", stats, "--records",
+                                       *hashes, *run_args],
                                       stdout=out, stderr=err)
             deadline = time.monotonic() + 30
             while not engine_ready(events):
