@@ -68,7 +68,7 @@ Status explain_record(const std::string& image, const Json& policy, Json* out) {
     return Status::error("crawl of " + image + " failed: " + (error.empty() ? "exit status " + std::to_string(st) : error));
   const Json* fss = summary.get("file_systems");
   if (!fss || fss->as_array().empty())
-    return Status::error("no supported file system on " + image + " (dsvmi watches ext2/3/4)");
+    return Status::error("no supported file system on " + image + " (dsvmi watches ext2/3/4 and FAT12/16/32)");
   uint64_t disk = summary.get_uint64("disk_size"), bytes = gate.get_uint64("grains") * gate.get_uint64("grain_size");
   out->set("disk_size", disk);
   out->set("passes_bytes", bytes);

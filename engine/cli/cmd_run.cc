@@ -456,8 +456,12 @@ int Run::feed_ring() {
     }
     if (draining_ && (n == 0 || ring_->stats().consumer_index >= drain_to_)) break;
     if (n == 0) {
+      // A quiet ring: file systems without a journal settle here (idle()).
+      const uint64_t due = engine_->idle(now);
+      std::fflush(out_);
       int64_t wait = 100 * 1000000;
       if (next_stats != UINT64_MAX) wait = std::min<int64_t>(wait, int64_t(next_stats - std::min(now, next_stats)) + 1000000);
+      if (due != UINT64_MAX) wait = std::min<int64_t>(wait, int64_t(due - std::min(now, due)) + 1000000);
       ring_->Wait(wait);
     }
   }

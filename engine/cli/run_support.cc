@@ -193,6 +193,8 @@ Json stats_json(const InferenceStats& s) {
       {"seq_gaps", s.seq_gaps},
       {"bad_frames", s.bad_frames},
       {"consistency_points", s.consistency_points},
+      {"quiet_points", s.quiet_points},
+      {"metadata_rereads", s.metadata_rereads},
       {"journal_commits", s.journal_commits},
       {"journal_blocks", s.journal_blocks_applied},
       {"journal_read_back", s.journal_blocks_read_back},

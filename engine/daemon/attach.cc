@@ -234,7 +234,7 @@ void Daemon::crawl_finished(Attachment& a) {
                       : cr.child.exit_code() != 0 ? "exited with " + cr.child.exit_text() + ": " + last_log_line(a.log)
                                                   : "no summary record";
     return fail_attach(a, Status::error("CrawlFailed", "crawl of " + a.disk + " failed: " + why +
-                                                           " (only ext2/3/4 on MBR/GPT or bare is supported)"));
+                                                           " (ext2/3/4 and FAT12/16/32, on MBR/GPT or bare, are followed live)"));
   }
   const Json* fss = cr.summary.get("file_systems");
   if (!fss || !fss->is_array() || fss->as_array().empty()) {
@@ -245,22 +245,21 @@ void Daemon::crawl_finished(Attachment& a) {
     return fail_attach(a, Status::error("UnsupportedFileSystem",
                                         "no supported file system on " + a.image + " (" +
                                             (skipped.empty() ? "nothing recognised" : skipped.substr(2)) +
-                                            "); dsvmi watches ext2/3/4"));
+                                            "); dsvmi watches ext2/3/4 and FAT12/16/32"));
   }
-  // FAT and NTFS volumes are crawled but not yet followed live (docs/fat.md,
-  // docs/ntfs.md): a disk with nothing else is refused here, before the
-  // engine would refuse it.
+  // NTFS volumes are crawled but not yet followed live (docs/ntfs.md): a
+  // disk with nothing else is refused here, before the engine would refuse it.
   std::string crawled;
   bool followed = false;
   for (const auto& fs : fss->as_array()) {
     const std::string type = fs.is_object() ? fs.get_string("type") : "";
     crawled += " " + (type.empty() ? std::string("unknown") : type);
-    followed = followed || type == "ext2" || type == "ext3" || type == "ext4";
+    followed = followed || type == "ext2" || type == "ext3" || type == "ext4" || type == "vfat";
   }
   if (!followed)
     return fail_attach(a, Status::error("UnsupportedFileSystem",
                                         "no supported file system on " + a.image + " (crawled:" + crawled +
-                                            ", which dsvmi does not follow live yet); dsvmi watches ext2/3/4"));
+                                            ", which dsvmi does not follow live yet); dsvmi watches ext2/3/4 and FAT12/16/32"));
   // The frames written up to the end of the crawl are replayed against a
   // model they may predate; the engine replays until the producer index
   // read now (--replay-until) and brackets that replay with its ready

@@ -107,6 +107,17 @@ void BlockView::shadow_set(uint64_t b, const uint8_t* block) {
   v.assign(block, block + bs_);
 }
 
+void BlockView::drop_range(uint64_t first, uint64_t last) {
+  auto in = [&](uint64_t b) { return b >= first && b < last; };
+  std::erase_if(shadow_, [&](const auto& kv) { return in(kv.first); });
+  std::erase_if(clean_, [&](const auto& kv) { return in(kv.first); });
+  for (auto it = pending_.lower_bound(first); it != pending_.end() && it->first < last;) {
+    for (const PendingPiece& p : it->second) pending_bytes_ -= p.bytes.size() + sizeof(PendingPiece);
+    it = pending_.erase(it);
+  }
+  if (pending_.empty()) pending_order_.clear();
+}
+
 void BlockView::add_pending(uint64_t b, PendingPiece piece) {
   pending_bytes_ += piece.bytes.size() + sizeof(PendingPiece);
   auto& list = pending_[b];

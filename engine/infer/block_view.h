@@ -57,6 +57,10 @@ class BlockView : public DiskReader {
   Status shadow_write(uint64_t b, uint32_t offset, const uint8_t* data, uint32_t len);
   void shadow_set(uint64_t b, const uint8_t* block);
   void drop_shadow(uint64_t b) { forget(b); }
+  // Forgets shadow, cached and pending data of blocks [first, last): the
+  // disk is the truth there again (frames were lost). Costs the size of
+  // what is held, not of the range.
+  void drop_range(uint64_t first, uint64_t last);
   size_t shadow_blocks() const { return shadow_.size(); }
 
   // Pending store.

@@ -31,7 +31,7 @@ class Engine : public InferenceEngine {
       std::unique_ptr<infer::FsDriver> e =
           infer::make_fs_driver(ctx_, fs, disk, partition_number(fs, table), &why);
       if (e == nullptr) {
-        not_followed += " " + fs.info().type;
+        not_followed.append(" ").append(fs.info().type);
         crawl_only_.push_back(&fs);
         continue;
       }
@@ -113,6 +113,13 @@ class Engine : public InferenceEngine {
     for (auto& fs : fss_) fs->finish();
     ctx_.sink->flush();
     return Status::ok();
+  }
+
+  uint64_t idle(uint64_t now_ns) override {
+    uint64_t next = UINT64_MAX;
+    for (auto& fs : fss_) next = std::min(next, fs->idle(now_ns));
+    ctx_.sink->flush();
+    return next;
   }
 
   void dump_state(std::string* out) override {

@@ -68,6 +68,10 @@ class FsDriver {
   virtual void lost(const FrameView& f, uint64_t disk_offset, uint64_t len) = 0;
   // End of input.
   virtual void finish() = 0;
+  // No frame for a while; now_ns is CLOCK_MONOTONIC, the frames' clock. A
+  // driver whose consistency rule includes a quiet interval (FAT) acts on it
+  // here. Returns when it next wants to be called (UINT64_MAX: no need).
+  virtual uint64_t idle(uint64_t now_ns) { return UINT64_MAX; }
   // The driver's current tree as dump_state() lines (inference.h).
   virtual void dump_state(std::vector<std::string>* lines) = 0;
 

@@ -64,4 +64,12 @@ class FsState : public NameTree {
   std::unordered_set<uint64_t> decoded_;  // inodes set by set_inode()
 };
 
+// Whether two extent lists map the same blocks the same way.
+bool same_extents(const std::vector<Extent>& a, const std::vector<Extent>& b);
+// The inode as events carry it: without its extent list.
+Inode without_extents(const Inode& n);
+// The model's tree as InferenceEngine::dump_state() lines (inference.h),
+// breadth-first from the root; `partition` != 0 is added to each line.
+void dump_tree(FsState& state, uint32_t partition, std::vector<std::string>* lines);
+
 }  // namespace dsvmi::infer

@@ -155,6 +155,7 @@ void Crawler::add_entry(PendingDir& parent, const ParsedEntry& e, uint64_t entry
   in.ctime_ns = in.mtime_ns;
   in.atime_ns = fat_time_ns(e.access_date, 0);
   in.crtime_ns = fat_time_ns(e.create_date, e.create_time, e.create_centiseconds);
+  in.generation = generation_of(e.create_date, e.create_time);
   Chain chain;
   if (is_dir) {
     if (e.first_cluster == 0) {

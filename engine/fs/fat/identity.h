@@ -26,6 +26,14 @@ inline constexpr uint64_t kLocationIdBase = 0x10000000;
 inline constexpr uint64_t kLocationIdSlots = 0xE0000000;  // location ids below kOverflowIdBase
 inline constexpr uint64_t kOverflowIdBase = 0xF0000000;
 
+// The generation of a file (the index keeps it, like ext4's i_generation):
+// its entry's creation date and time (2 s resolution), which a rename or
+// move keeps and a new file gets anew. Same id, other generation: the id's
+// cluster or entry slot was freed and taken by another file.
+inline uint32_t generation_of(uint16_t create_date, uint16_t create_time) {
+  return (uint32_t(create_date) << 16) | create_time;
+}
+
 // The id of an entry without a cluster of its own whose short entry sits at
 // `entry_byte` bytes from the start of the volume; false if it lies beyond
 // what location ids can number.

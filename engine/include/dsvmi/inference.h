@@ -42,6 +42,11 @@ struct InferenceOptions {
   uint64_t pending_ttl_ns = 300ull * 1000000000;  // seed's "Unknown Write TTL"
   uint64_t pending_max_bytes = 32ull << 20;       // pending store memory cap
   uint64_t journal_cache_blocks = 8192;           // journal blocks held awaiting their commit
+  // File systems without a journal (FAT, docs/fat.md): a consistency point
+  // after quiet_ns without a metadata write (by the frames' clock, or
+  // idle()), and at the latest max_unsettled_ns after the first unsettled one.
+  uint64_t quiet_ns = 200ull * 1000000;
+  uint64_t max_unsettled_ns = 2ull * 1000000000;
   // The disk is live (ring mode): newly allocated blocks of watched files
   // whose data the engine did not see (gate dropped it, or the pending store
   // evicted it) are read back from the disk at the commit. Never for a
@@ -83,6 +88,8 @@ struct InferenceStats {
   uint64_t lost_records = 0, lost_frames = 0, seq_gaps = 0;
   uint64_t bad_frames = 0;             // frames that failed verification
   uint64_t consistency_points = 0;
+  uint64_t quiet_points = 0;           // consistency points after a quiet interval (FAT)
+  uint64_t metadata_rereads = 0;       // whole-volume metadata re-reads (FAT)
   uint64_t journal_commits = 0, journal_blocks_applied = 0, journal_blocks_read_back = 0;
   uint64_t journal_bad_blocks = 0;     // descriptor tags/blocks rejected
   uint64_t metadata_block_writes = 0;  // home writes to metadata blocks
@@ -121,6 +128,12 @@ class InferenceEngine {
   virtual Status feed_bytes(std::span<const std::byte> frame) = 0;
   // End of input: expires what the pending store still holds (counted).
   virtual Status finish() = 0;
+  // Between frames, when none arrived for a while: file systems without a
+  // journal (FAT) reach a consistency point after a quiet interval
+  // (InferenceOptions::quiet_ns). now_ns: CLOCK_MONOTONIC, the clock of the
+  // frames' timestamps. Returns the CLOCK_MONOTONIC time the engine next
+  // wants idle() (UINT64_MAX: no need).
+  virtual uint64_t idle(uint64_t now_ns) = 0;
 
   // The engine's current tree, one JSON object per line, sorted by path:
   // {"path","ino","type","mode","uid","gid","size","links","mtime_ns","target"}.

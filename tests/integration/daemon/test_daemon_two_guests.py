@@ -2,7 +2,7 @@
 """dsvmi daemon end to end with two guests at once (label: integration).
 
 Two TCG guests boot WITHOUT the filter: vm1 on a raw disk, vm2 on a qcow2
-disk (read through QEMU's own NBD export) plus a vfat disk. Each waits for
+disk (read through QEMU's own NBD export) plus an NTFS disk. Each waits for
 the host's go-ahead, then loops: append a line to /var/log/app.log, write
 /data/f<i> (8 KiB), overwrite 64 KiB of /data/big in place, sync, print
 ITER i. A third QEMU is Debian's stock binary (no dsvmi driver), paused.
@@ -10,7 +10,7 @@ The host runs `dsvmi daemon --metrics-listen` and drives it only through the
 CLI (and HTTP for the metrics):
   - error paths first: wrong QMP socket, unknown node, a node no device
     uses, detach of an unknown name, bad watch pattern, bad policy file,
-    vfat (unsupported file system), the unpatched QEMU: exit status 1 (2 for
+    NTFS (crawled, not followed live), the unpatched QEMU: exit status 1 (2 for
     usage), one line on stderr, and nothing left behind (QMP
     query-named-block-nodes / query-block / query-block-exports of the VM,
     the daemon's state dir, dsvmi status);
@@ -182,9 +182,9 @@ def main():
             guest.run([qemu_img, "convert", "-f", "raw", "-O", "qcow2", disk, qcow], env=env.process_env())
             disk.unlink()
             disk = qcow
-            blank = d / "blank.img"  # a second disk with no file system dsvmi knows (vfat)
+            blank = d / "blank.img"  # a second disk whose file system dsvmi does not follow live (NTFS)
             guest.run(["truncate", "-s", "16M", blank])
-            guest.run(["mkfs.vfat", blank])
+            guest.run(["mkntfs", "-F", "-Q", "-q", blank])
             extra = ["-blockdev", json.dumps({"driver": "file", "node-name": "blank-file", "filename": str(blank)}),
                      "-blockdev", json.dumps({"driver": "raw", "node-name": "blank-raw", "file": "blank-file"}),
                      "-device", "virtio-blk-pci,id=vdisk1,drive=blank-raw"]
@@ -242,7 +242,7 @@ def main():
                     str(bad_policy), expect=1)
         assert "unknown key 'globz'" in r.stderr
         r = cli.run("attach", "--qmp", str(vm2.qmp_path), "--node", "blank-raw", expect=1)
-        assert "no supported file system" in r.stderr and "vfat" in r.stderr
+        assert "no supported file system" in r.stderr and "ntfs" in r.stderr, r.stderr
         assert_untouched(vm2.qmp_path, "blank-raw")
         assert_untouched(vm1.qmp_path, chain1.fmt_node)
         if stock:
@@ -325,7 +325,7 @@ def main():
         nodes, roots, exports = qmp_view(vm2.qmp_path)
         assert exports, f"vm2 (qcow2) is attached but QEMU has no NBD export: {exports}"
         # A second disk of the same VM through the same NBD server (reused),
-        # failing (vfat): its rollback deletes its own export only.
+        # failing (NTFS): its rollback deletes its own export only.
         r = cli.run("attach", "--qmp", str(vm2.qmp_path), "--node", "blank-raw", "--read", "nbd", expect=1)
         assert "no supported file system" in r.stderr, r.stderr
         nodes, roots, exports2 = qmp_view(vm2.qmp_path)

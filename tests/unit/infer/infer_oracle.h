@@ -108,6 +108,8 @@ class FrameStream {
     seq_ += count;
   }
   void skip(uint64_t count) { seq_ += count; }
+  // No frame for `ns` (the next frame's timestamp is that much later).
+  void pause(uint64_t ns) { time_ += ns; }
   // Write frames for every block that differs between two images, merging
   // runs of changed blocks up to 64 KiB (as a guest's bios would).
   void diff(const std::string& before, const std::string& after, uint32_t bs, const std::set<uint64_t>* only = nullptr,

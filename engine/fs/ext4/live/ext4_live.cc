@@ -31,22 +31,6 @@ bool is_metadata(BlockKind k) {
   }
 }
 
-bool same_extents(const std::vector<Extent>& a, const std::vector<Extent>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); i++) {
-    if (a[i].logical != b[i].logical || a[i].physical != b[i].physical || a[i].length != b[i].length ||
-        a[i].unwritten != b[i].unwritten)
-      return false;
-  }
-  return true;
-}
-
-Inode without_extents(const Inode& n) {
-  Inode c = n;
-  c.extents.clear();
-  return c;
-}
-
 }  // namespace
 
 Ext4Live::Ext4Live(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition)
@@ -886,37 +870,6 @@ void Ext4Live::settle_pending(const FrameView& f) {
 // ---------------------------------------------------------------------------
 // State dump
 
-void Ext4Live::dump_state(std::vector<std::string>* lines) {
-  // Breadth-first from the root over the model; bounded by what it holds.
-  std::vector<std::pair<uint64_t, std::string>> queue{{state_.root(), "/"}};
-  std::set<uint64_t> seen_dirs;
-  for (size_t q = 0; q < queue.size(); q++) {
-    auto [ino, path] = queue[q];
-    const Inode* n = state_.inode(ino);
-    if (n == nullptr) continue;
-    Event e;
-    e.kind = EventKind::Create;
-    std::string line = "{\"path\":";
-    json_string(path, &line);
-    line += ",\"ino\":" + std::to_string(ino);
-    static const char* kTypes[] = {"unknown", "file", "dir", "symlink", "chardev", "blockdev", "fifo", "socket"};
-    line += ",\"type\":\"" + std::string(kTypes[static_cast<int>(n->type) & 7]) + "\"";
-    line += ",\"mode\":" + std::to_string(n->mode) + ",\"uid\":" + std::to_string(n->uid) +
-            ",\"gid\":" + std::to_string(n->gid) + ",\"size\":" + std::to_string(n->size) +
-            ",\"links\":" + std::to_string(n->links) + ",\"mtime_ns\":" + std::to_string(n->mtime_ns);
-    if (n->type == FileType::Symlink) {
-      line += ",\"target\":";
-      json_string(n->symlink_target, &line);
-    }
-    if (partition_ != 0) line += ",\"partition\":" + std::to_string(partition_);
-    line += "}";
-    lines->push_back(std::move(line));
-    if (n->type == FileType::Directory && seen_dirs.insert(ino).second) {
-      for (const auto& [name, entry] : state_.entries(ino)) {
-        queue.push_back({entry.ino, path == "/" ? "/" + name : path + "/" + name});
-      }
-    }
-  }
-}
+void Ext4Live::dump_state(std::vector<std::string>* lines) { dump_tree(state_, partition_, lines); }
 
 }  // namespace dsvmi::infer
