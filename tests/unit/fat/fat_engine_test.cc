@@ -1,6 +1,6 @@
-// The inference engine on a GPT disk with an EFI System Partition (FAT32,
-// crawled but not followed live) beside an ext4 root (followed): the engine
-// starts on the ext4 file system, and a live policy change keeps the FAT
+// The inference engine on a GPT disk with an EFI System Partition (FAT32)
+// beside an ext4 root, both followed live by their drivers: the engine
+// starts on both file systems, and a live policy change keeps the FAT
 // volume's metadata (reserved sectors and FATs as minfo gives them) and the
 // data of the FAT files the glob matches (their sectors as istat lists them)
 // in the gate, as it does for ext4.
@@ -14,6 +14,7 @@
 #include "dsvmi/gate_writer.h"
 #include "dsvmi/index.h"
 #include "dsvmi/inference.h"
+#include "../infer/infer_oracle.h"
 #include "fat_oracles.h"
 
 namespace dsvmi::testing {
@@ -24,7 +25,7 @@ class NullSink : public EventSink {
   void emit(const Event&) override {}
 };
 
-TEST(FatEngine, CrawlOnlyEspKeepsItsGrainsAcrossPolicyChanges) {
+TEST(FatEngine, EspBesideExt4RootKeepsItsGrainsAcrossPolicyChanges) {
   TempDir dir("dsvmi-fat-engine");
   Volume esp;
   esp.image = dir / "disk.img";
@@ -69,7 +70,7 @@ TEST(FatEngine, CrawlOnlyEspKeepsItsGrainsAcrossPolicyChanges) {
   o.policy = GatePolicy{GatePolicyKind::MetadataOnly, {}};
   o.gate = gate.get();
   auto engine = InferenceEngine::create(*index, *disk, sink, o, &s);
-  ASSERT_TRUE(engine) << "the ext4 root is followed: " << s.message();
+  ASSERT_TRUE(engine) << "the ESP and the ext4 root are followed: " << s.message();
 
   const std::string minfo = run(esp.m("info") + " ::");
   const uint64_t reserved = std::stoull(minfo_field(minfo, "reserved (boot) sectors:"));
@@ -95,6 +96,42 @@ TEST(FatEngine, CrawlOnlyEspKeepsItsGrainsAcrossPolicyChanges) {
   size_t boot_passed = 0;
   for (uint64_t sec : boot) boot_passed += passes(sec);
   EXPECT_LT(boot_passed, boot.size()) << "metadata only: BOOTX64.EFI's data no longer passes";
+
+  // Both file systems give events from one frame stream: a boot loader added
+  // to the ESP by mcopy, a file added to the root by debugfs (on the
+  // partition cut out of a copy of the disk and put back).
+  const std::string after = dir / "after.img";
+  std::filesystem::copy_file(esp.image, after);
+  const uint64_t root_sectors = std::stoull(std::regex_search(info, m, std::regex(R"(Last sector: (\d+))"))
+                                                ? m[1].str()
+                                                : "0") -
+                                root_offset / 512 + 1;
+  const std::string root_img = quote(dir / "root.img");
+  out = run("MTOOLS_SKIP_CHECK=1 mcopy -i " + quote(after + "@@" + std::to_string(esp.offset)) + " " +
+                quote(dir / "root/etc/hostname") + " ::/EFI/BOOT/grubx64.efi && dd if=" + quote(after) + " of=" +
+                root_img + " bs=512 skip=" + std::to_string(root_offset / 512) + " count=" +
+                std::to_string(root_sectors) + " status=none && debugfs -w -R " +
+                quote("write " + std::string(dir / "root/etc/hostname") + " /etc/motd") + " " + root_img +
+                " && dd if=" + root_img + " of=" + quote(after) + " bs=512 seek=" +
+                std::to_string(root_offset / 512) + " conv=notrunc status=none 2>&1",
+            &rc);
+  ASSERT_EQ(rc, 0) << out;
+  FrameStream frames;
+  frames.diff(esp.image, after, 512);
+  frames.flush();
+  VectorEventSink events;
+  InferenceOptions full;
+  auto both = InferenceEngine::create(*index, *disk, events, full, &s);
+  ASSERT_TRUE(both) << s.message();
+  for (const Frame& f : frames.frames) ASSERT_TRUE(both->feed_bytes(f.bytes()));
+  ASSERT_TRUE(both->finish());
+  bool esp_event = false, root_event = false;
+  for (const Event& e : events.events) {
+    esp_event = esp_event || (e.kind == EventKind::Create && e.path == "/EFI/BOOT/grubx64.efi" && e.partition == 1);
+    root_event = root_event || (e.kind == EventKind::Create && e.path == "/etc/motd" && e.partition == 2);
+  }
+  EXPECT_TRUE(esp_event) << "no create of /EFI/BOOT/grubx64.efi from partition 1";
+  EXPECT_TRUE(root_event) << "no create of /etc/motd from partition 2";
 }
 
 }  // namespace
