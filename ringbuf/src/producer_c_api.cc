@@ -1,6 +1,7 @@
 // The C ABI of dsvmi/ring.h over RingProducer. These are the only symbols
 // libdsvmi-producer.so exports for the ring (everything else is hidden).
 #include <cstdio>
+#include <cstring>
 #include <new>
 
 #include "dsvmi/ring.h"
@@ -40,7 +41,12 @@ DSVMI_EXPORT void dsvmi_ring_producer_close(dsvmi_ring_producer_t* p) { delete p
 DSVMI_EXPORT int dsvmi_ring_produce(dsvmi_ring_producer_t* p, enum dsvmi_frame_kind kind, uint64_t offset,
                                     uint64_t length, const struct iovec* iov, int iovcnt, size_t iov_skip) {
   if (!p) return 0;
-  return p->impl->Produce(static_cast<int>(kind), offset, length, iov, iovcnt, iov_skip) ? 1 : 0;
+  // A C caller may pass any int; read the bits, not the enum, so an unknown
+  // kind is refused by Produce instead of being undefined behaviour in C++.
+  int k = 0;
+  static_assert(sizeof k == sizeof kind);
+  std::memcpy(&k, &kind, sizeof k);
+  return p->impl->Produce(k, offset, length, iov, iovcnt, iov_skip) ? 1 : 0;
 }
 
 DSVMI_EXPORT void dsvmi_ring_record_lost(dsvmi_ring_producer_t* p, uint64_t offset, uint64_t length) {
