@@ -34,16 +34,9 @@ bool is_metadata(BlockKind k) {
 }  // namespace
 
 Ext4Live::Ext4Live(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition)
-    : ctx_(ctx),
+    : ModelDriver(ctx, index, disk, partition, index.info().block_size),
       index_(index),
-      info_(index.info()),
-      partition_(partition),
-      view_(disk, info_.partition_offset, info_.partition_size, info_.block_size),
-      rmap_(index),
-      state_(index, info_.root_ino),
-      journal_(ctx.options.journal_cache_blocks),
-      out_(ctx),
-      hashes_(ctx) {}
+      journal_(ctx.options.journal_cache_blocks) {}
 
 Status Ext4Live::init() {
   if (info_.type != "ext2" && info_.type != "ext3" && info_.type != "ext4") {
@@ -62,18 +55,7 @@ Status Ext4Live::init() {
     if (decoder_->groups_[g].valid) itables_.push_back({decoder_->groups_[g].inode_table, g});
   }
   std::sort(itables_.begin(), itables_.end());
-  for (const std::string& p : ctx_.options.policy.globs) {
-    Glob g;
-    s = Glob::compile(p, &g);
-    if (!s) return s;
-    globs_.push_back(std::move(g));
-  }
-  for (const std::string& p : ctx_.options.hash_globs) {
-    Glob g;
-    s = Glob::compile(p, &g);
-    if (!s) return Status::error("inference: hash glob: " + s.message());
-    hash_globs_.push_back(std::move(g));
-  }
+  if (!(s = compile_globs())) return s;
   if (info_.journal_ino != 0) {
     if (const Inode* j = state_.inode(info_.journal_ino)) journal_extents_ = j->extents;
     if (!journal_extents_.empty() && journal_extents_[0].logical == 0) {
@@ -95,103 +77,16 @@ BlockKind Ext4Live::data_kind(const Inode& n) const {
   return BlockKind::FileData;
 }
 
-bool Ext4Live::watched(uint64_t ino) {
-  const GatePolicy& p = ctx_.options.policy;
-  if (p.kind == GatePolicyKind::MetadataOnly) return false;
-  const Inode* n = state_.inode(ino);
-  if (n == nullptr || n->type != FileType::Regular) return false;
-  if (p.kind == GatePolicyKind::PassAll) return true;
-  auto it = watched_cache_.find(ino);
-  if (it != watched_cache_.end()) return it->second;
-  bool match = false;
-  for (const Link& l : std::vector<Link>(state_.links(ino))) {
-    std::string path = name_path(l.parent, l.name);
-    for (const Glob& g : globs_) match = match || g.matches(path);
-  }
-  watched_cache_[ino] = match;
-  return match;
-}
-
-bool Ext4Live::hashed_file(uint64_t ino, uint64_t* size, std::string* path) {
-  if (hash_globs_.empty() || !watched(ino)) return false;
-  const Inode* n = state_.inode(ino);
-  if (n == nullptr) return false;
-  for (const Link& l : std::vector<Link>(state_.links(ino))) {
-    std::string p = name_path(l.parent, l.name);
-    for (const Glob& g : hash_globs_) {
-      if (g.matches(p)) {
-        *size = n->size;
-        *path = std::move(p);
-        return true;
-      }
-    }
-  }
-  return false;
-}
-
-Status Ext4Live::read_file(uint64_t ino, uint64_t offset, std::span<uint8_t> out) {
+Status Ext4Live::readable(const Inode& n) {
   constexpr uint32_t kInlineDataFl = 0x10000000;  // ext4 EXT4_INLINE_DATA_FL
-  const Inode* n = state_.inode(ino);
-  if (n == nullptr) return Status::error("hash: inode " + std::to_string(ino) + " is gone");
-  if (n->flags & kInlineDataFl) return Status::error("hash: inode " + std::to_string(ino) + ": inline data is not read for hashes");
-  if (offset > n->size || out.size() > n->size - offset) {
-    return Status::error("hash: read past the end of inode " + std::to_string(ino));
-  }
-  std::fill(out.begin(), out.end(), uint8_t{0});
-  const uint64_t bs = info_.block_size, end = offset + out.size();
-  for (const Extent& x : n->extents) {
-    if (x.unwritten || x.length == 0) continue;
-    const uint64_t a = std::max(offset, x.logical * bs), b = std::min(end, (x.logical + x.length) * bs);
-    if (a >= b) continue;
-    Status s = view_.read_data(x.physical, a - x.logical * bs, out.subspan(a - offset, b - a));
-    if (!s) return Status::error("hash: inode " + std::to_string(ino) + ": " + s.message());
-  }
+  if (n.flags & kInlineDataFl) return Status::error("inline data is not read for hashes");
   return Status::ok();
 }
 
-std::string Ext4Live::name_path(uint64_t dir, const std::string& name) {
-  std::string p;
-  if (!state_.path(dir, &p)) p = "/<unreachable:" + std::to_string(dir) + ">";
-  if (p != "/") p += "/";
-  return p + name;
-}
-
-Event Ext4Live::base_event(const FrameView& f, EventKind kind, uint64_t ino) {
-  Event e;
-  e.time_ns = f.timestamp_ns;
-  e.frame_seq = f.seq;
-  e.disk = ctx_.options.disk_name;
-  e.partition = partition_;
-  e.fs_uuid = info_.uuid;
-  e.kind = kind;
-  e.ino = ino;
-  return e;
-}
-
-void Ext4Live::gate_blocks(uint64_t first, uint64_t count, bool pass) {
-  Gate* gate = ctx_.options.gate;
-  if (gate == nullptr || count == 0) return;
-  uint64_t off = info_.partition_offset + first * info_.block_size, len = count * info_.block_size;
-  if (off >= gate->disk_size()) return;
-  len = std::min(len, gate->disk_size() - off);
-  // Round inward when clearing so a neighbour sharing a grain keeps passing.
-  if (pass) {
-    (void)gate->set_bytes(off, len);
-  } else {
-    uint64_t g = gate->grain_size();
-    uint64_t a = (off + g - 1) / g * g, b = (off + len) / g * g;
-    if (b > a) (void)gate->clear_bytes(a, b - a);
-  }
-  gate_dirty_ = true;
-}
+Status Ext4Live::read_back_block(uint64_t b, uint8_t* out) { return view_.get_block(b, out, /*fresh=*/true); }
 
 // ---------------------------------------------------------------------------
 // Policy changes
-
-void Ext4Live::set_globs(std::vector<Glob> globs) {
-  globs_ = std::move(globs);
-  watched_cache_.clear();
-}
 
 Status Ext4Live::add_gate_grains(Gate& gate, PolicyApplyResult* result) {
   const GatePolicy& p = ctx_.options.policy;
@@ -352,35 +247,7 @@ void Ext4Live::write(const FrameView& f, uint64_t disk_offset, uint64_t len, con
     }
   }
   // Bound the pending store: oldest pieces go first.
-  while (view_.pending_bytes() > ctx_.options.pending_max_bytes && !view_.pending().empty()) {
-    ctx_.stats.pending_evicted += view_.evict_oldest_pending();
-  }
-}
-
-void Ext4Live::emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len) {
-  if (!watched(ino)) return;
-  Event e = base_event(f, EventKind::Modify, ino);
-  if (!state_.path(ino, &e.path)) e.path.clear();
-  e.offset = file_offset;
-  e.length = len;
-  if (const Inode* n = state_.inode(ino)) {
-    e.has_attrs = true;
-    e.attrs = without_extents(*n);
-  }
-  ctx_.stats.data_bytes_attributed += len;
-  hashes_.written(ino, file_offset, data, len);
-  out_.modify(std::move(e), data, len);
-}
-
-void Ext4Live::settle_hashes(const FrameView& f) {
-  hashes_.settle(*this, out_, [&](uint64_t ino) {
-    Event e = base_event(f, EventKind::Hash, ino);
-    if (const Inode* n = state_.inode(ino)) {
-      e.has_attrs = true;
-      e.attrs = without_extents(*n);
-    }
-    return e;
-  });
+  bound_pending();
 }
 
 void Ext4Live::journal_block(const FrameView& f, uint64_t position, const uint8_t* block) {
@@ -470,7 +337,7 @@ void Ext4Live::lost(const FrameView& f, uint64_t disk_offset, uint64_t len) {
   e.offset = disk_offset;
   e.length = len;
   e.lost_frames = f.lost_frames;
-  emit(std::move(e));
+  out_.emit(std::move(e));
 }
 
 void Ext4Live::finish() {
@@ -558,12 +425,7 @@ void Ext4Live::consistency_point(const FrameView& f) {
   decode(inos);
 
   // Old and new state of every decoded inode.
-  struct Change {
-    std::optional<Inode> old;
-    const Inode* now = nullptr;
-    bool reused = false;
-  };
-  std::map<uint64_t, Change> changes;
+  Changes changes;
   for (uint64_t ino : inos) {
     Change c;
     if (const Inode* o = state_.inode(ino)) c.old = *o;
@@ -575,117 +437,10 @@ void Ext4Live::consistency_point(const FrameView& f) {
     // an index that keeps generations (docs/index.md).
     c.reused = c.old && c.now &&
                ((state_.generation_known(ino) && c.old->generation != c.now->generation) || c.old->type != c.now->type);
-    if (!c.now || c.reused) hashes_.forget(ino);
-    hashes_.touched(ino, !c.old || c.reused || !c.now || c.old->size != c.now->size ||
-                             !same_extents(c.old->extents, c.now->extents));
-    changes.emplace(ino, std::move(c));
+    note_change(ino, std::move(c), &changes);
   }
-  // Name changes, ordered so that each event applies to the tree the ones
-  // before it left (change_plan.h, docs/events.md).
-  ChangePlan plan;
-  for (auto& [ino, c] : changes) {
-    InodeChange ic;
-    if (c.old) ic.old = without_extents(*c.old);
-    if (c.now) ic.now = without_extents(*c.now);
-    ic.new_incarnation = c.reused;
-    if (c.old && c.old->type == FileType::Directory) ic.old_entries = state_.entries(ino);
-    if (c.now && c.now->type == FileType::Directory) ic.now_entries = std::move(decoded_.entries[ino]);
-    plan.add(ino, std::move(ic));
-  }
-  plan.build();
-
-  // New attributes go in first (paths need only names); freed inodes stay
-  // until their names are gone.
-  for (auto& [ino, c] : changes) {
-    if (c.now) {
-      state_.set_inode(*c.now);
-      watched_cache_.erase(ino);
-    }
-  }
-
-  // Which files were watched under their old names (see below).
-  auto fresh = [&](uint64_t ino) {
-    auto c = changes.find(ino);
-    return c != changes.end() && c->second.now && (!c->second.old || c->second.reused);
-  };
-  std::map<uint64_t, bool> watched_before;
-  for (uint64_t ino : plan.renamed_inodes()) {
-    if (!fresh(ino)) watched_before[ino] = watched(ino);
-  }
-  for (uint64_t ino : plan.renamed_inodes()) hashes_.touched(ino, true);  // a new path may be hashed
-  std::vector<NameEvent> named;
-  plan.apply(state_, &named);
-  ctx_.stats.forced_ops += plan.forced();
-  for (NameEvent& n : named) {
-    Event e = base_event(f, n.kind, n.ino);
-    e.path = std::move(n.path);
-    e.old_path = std::move(n.old_path);
-    e.replaced_ino = n.replaced_ino;
-    auto c = changes.find(n.ino);
-    const Inode* attrs = nullptr;
-    if (n.old_incarnation) {
-      if (c != changes.end() && c->second.old) attrs = &*c->second.old;
-    } else {
-      attrs = state_.inode(n.ino);
-    }
-    if (attrs != nullptr) {
-      e.has_attrs = true;
-      e.attrs = without_extents(*attrs);
-    }
-    watched_cache_.erase(n.ino);
-    emit(std::move(e));
-  }
-
-  // A name change can make a file (un)watched: its existing data blocks
-  // follow in the gate (new ones are handled with block ownership below).
-  if (ctx_.options.gate != nullptr && ctx_.options.policy.kind == GatePolicyKind::MetadataAndGlobs) {
-    const std::set<uint64_t>& renamed = plan.renamed_inodes();
-    const uint32_t bs = info_.block_size;
-    std::vector<uint8_t> block(bs);
-    for (uint64_t ino : renamed) {
-      const Inode* n = state_.inode(ino);
-      if (n == nullptr || n->type != FileType::Regular) continue;
-      const bool pass = watched(ino);
-      for (const Extent& x : n->extents) gate_blocks(x.physical, x.length, pass);
-      // Moved under a watched name: its data so far was dropped, so its
-      // current contents (from the live disk) are what subscribers start from.
-      auto wb = watched_before.find(ino);
-      if (!pass || wb == watched_before.end() || wb->second) continue;
-      const Inode copy = *n;
-      for (const Extent& x : copy.extents) {
-        for (uint64_t k = 0; k < x.length && (x.logical + k) * bs < copy.size; k++) {
-          if (x.unwritten || !view_.get_block(x.physical + k, block.data(), /*fresh=*/true)) continue;
-          const uint64_t off = (x.logical + k) * bs;
-          emit_modify(f, ino, off, block.data(), std::min<uint64_t>(bs, copy.size - off));
-          ctx_.stats.data_blocks_read_back++;
-        }
-      }
-    }
-  }
-
-  // Attribute events for inodes that lived through the batch.
-  for (auto& [ino, c] : changes) {
-    if (!c.old || !c.now || c.reused) continue;
-    const Inode& o = *c.old;
-    const Inode& n = *c.now;
-    std::string path;
-    if (!state_.path(ino, &path)) continue;  // orphan (open but unlinked)
-    if (o.mode != n.mode || o.uid != n.uid || o.gid != n.gid) {
-      Event e = base_event(f, EventKind::Attrib, ino);
-      e.path = path;
-      e.has_attrs = true;
-      e.attrs = without_extents(n);
-      emit(std::move(e));
-    }
-    if (n.type == FileType::Regular && o.size != n.size) {
-      Event e = base_event(f, n.size < o.size ? EventKind::Truncate : EventKind::Extend, ino);
-      e.path = path;
-      e.old_size = o.size;
-      e.has_attrs = true;
-      e.attrs = without_extents(n);
-      emit(std::move(e));
-    }
-  }
+  apply_names(f, changes, decoded_.entries);
+  emit_attribute_events(f, changes);
 
   // Block ownership: releases first (blocks may move between inodes within
   // one batch), then the new owners.
@@ -766,36 +521,7 @@ void Ext4Live::consistency_point(const FrameView& f) {
       }
     }
   }
-  // Low-overhead mode: data a watched file got in newly allocated blocks
-  // was written (ordered mode: before the commit) while the gate did not
-  // pass those blocks yet, so QEMU dropped it. Read it back from the disk.
-  if (ctx_.options.gate != nullptr || ctx_.options.read_back_new_data) {
-    const uint32_t bs = info_.block_size;
-    std::vector<uint8_t> block(bs);
-    for (uint64_t ino : reassigned) {
-      auto& c = changes[ino];
-      if (!c.now || c.now->type != FileType::Regular || !watched(ino)) continue;
-      const uint64_t blocks_in_size = (c.now->size + bs - 1) / bs;
-      const std::vector<Extent> none;
-      const std::vector<Extent>& oe = (c.old && !c.reused) ? c.old->extents : none;
-      for (const Extent& x : c.now->extents) {
-        if (x.unwritten) continue;
-        for (uint64_t k = 0; k < x.length && x.logical + k < blocks_in_size; k++) {
-          const uint64_t logical = x.logical + k, physical = x.physical + k;
-          bool had = false;
-          for (const Extent& y : oe) {
-            if (logical >= y.logical && logical < y.logical + y.length && y.physical + (logical - y.logical) == physical)
-              had = true;
-          }
-          if (had || view_.pending().count(physical)) continue;
-          if (!view_.get_block(physical, block.data(), /*fresh=*/true)) continue;
-          uint64_t len = std::min<uint64_t>(bs, c.now->size - logical * bs);
-          emit_modify(f, ino, logical * bs, block.data(), len);
-          ctx_.stats.data_blocks_read_back++;
-        }
-      }
-    }
-  }
+  read_back_new_data(f, reassigned, changes);
   for (auto [first, count] : released) {
     for (uint64_t b = first; b < first + count && b < view_.blocks(); b++) {
       BlockOwner o;
@@ -804,15 +530,10 @@ void Ext4Live::consistency_point(const FrameView& f) {
       if (o.kind == BlockKind::Free) gate_blocks(b, 1, false);
     }
   }
-  for (auto& [ino, c] : changes) {
-    if (c.old && !c.now) state_.free_inode(ino);
-  }
+  free_deleted(changes);
   settle_pending(f);
   settle_hashes(f);
-  if (gate_dirty_ && ctx_.options.gate != nullptr) {
-    if (ctx_.options.gate->publish()) ctx_.stats.gate_updates++;
-    gate_dirty_ = false;
-  }
+  publish_gate();
 }
 
 // Pending data whose block now has an owner is attributed; what stays
@@ -866,10 +587,5 @@ void Ext4Live::settle_pending(const FrameView& f) {
   ctx_.stats.shadow_blocks = view_.shadow_blocks();
   ctx_.stats.disk_block_reads = view_.disk_block_reads;
 }
-
-// ---------------------------------------------------------------------------
-// State dump
-
-void Ext4Live::dump_state(std::vector<std::string>* lines) { dump_tree(state_, partition_, lines); }
 
 }  // namespace dsvmi::infer

@@ -12,12 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../../../infer/block_view.h"
-#include "../../../infer/content_hashes.h"
-#include "../../../infer/engine_context.h"
-#include "../../../infer/event_out.h"
-#include "../../../infer/fs_driver.h"
-#include "../../../infer/fs_state.h"
+#include "../../../infer/model_driver.h"
 #include "../crawler.h"
 #include "dsvmi/events.h"
 #include "dsvmi/frame_view.h"
@@ -58,39 +53,26 @@ class DecodeSink : public CrawlSink {
   std::string last_problem;
 };
 
-class Ext4Live : public FsDriver, public FileContent {
+class Ext4Live : public ModelDriver {
  public:
   Ext4Live(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition);
   Status init() override;
 
-  uint64_t first_byte() const override { return info_.partition_offset; }
-  uint64_t end_byte() const override { return info_.partition_offset + info_.partition_size; }
-
-  // [disk_offset, disk_offset + len) lies inside this file system's
-  // partition. data == nullptr: zeroes. discard: content undefined.
   void write(const FrameView& f, uint64_t disk_offset, uint64_t len, const uint8_t* data, bool discard) override;
   void flush(const FrameView& f) override;
   void lost(const FrameView& f, uint64_t disk_offset, uint64_t len) override;
   void finish() override;
-  void dump_state(std::vector<std::string>* lines) override;
 
-  // Policy change (ctx.options.policy already holds the new one): the new
-  // globs, the watched cache dropped.
-  void set_globs(std::vector<Glob> globs) override;
   // Sets in `gate` the grains this file system needs under the current
   // policy, from the current model (index + overlay): every metadata and
   // journal block, the data blocks of watched files. Does not publish.
   Status add_gate_grains(Gate& gate, PolicyApplyResult* result) override;
 
-  // FileContent (content_hashes.h): a watched regular file one of whose
-  // paths matches a hash glob; its bytes read through the view (shadow and
-  // pending data over the disk), holes and unwritten extents as zeroes.
-  bool hashed_file(uint64_t ino, uint64_t* size, std::string* path) override;
-  Status read_file(uint64_t ino, uint64_t offset, std::span<uint8_t> out) override;
-
  private:
+  Status read_back_block(uint64_t b, uint8_t* out) override;
+  // Inline data lives in the inode, not in extents.
+  Status readable(const Inode& n) override;
   BlockKind data_kind(const Inode& n) const;
-  bool watched(uint64_t ino);
   void journal_block(const FrameView& f, uint64_t position, const uint8_t* block);
   void apply_transaction(uint32_t seq);
   void consistency_point(const FrameView& f);
@@ -98,45 +80,17 @@ class Ext4Live : public FsDriver, public FileContent {
   Status read_inode_raw(uint64_t ino, std::vector<uint8_t>* raw);
   void inodes_of_table_block(uint64_t block, std::set<uint64_t>* out);
   void settle_pending(const FrameView& f);
-  void emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len);
-  // Hash events for the files this consistency point changed.
-  void settle_hashes(const FrameView& f);
-  Event base_event(const FrameView& f, EventKind kind, uint64_t ino);
-  // Every event goes out through out_ (event_out.h), which first releases
-  // a held modify.
-  void emit(Event&& e) { out_.emit(std::move(e)); }
-  void release_held_modify() { out_.release_held(); }
-  // Releases the held modify when a public entry point returns, so no event
-  // waits past the frame that produced it.
-  struct ReleaseHeldOnReturn {
-    Ext4Live* fs;
-    ~ReleaseHeldOnReturn() { fs->release_held_modify(); }
-  };
-  std::string name_path(uint64_t dir, const std::string& name);
-  void gate_blocks(uint64_t first, uint64_t count, bool pass);
 
-  EngineContext& ctx_;
   const FsIndex& index_;
-  FilesystemInfo info_;
-  uint32_t partition_;
-  BlockView view_;
   DecodeSink decoded_;
   Ext4CrawlOptions crawl_options_;
   Ext4CrawlStats crawl_stats_;
   std::unique_ptr<ext4::Crawler> decoder_;
-  ReverseMap rmap_;
-  FsState state_;
   JournalTracker journal_;
   std::vector<Extent> journal_extents_;
   std::vector<std::pair<uint64_t, uint64_t>> itables_;  // (first block, group), sorted
   std::set<uint64_t> dirty_;
   std::unordered_map<uint64_t, std::vector<DecodeSink::Run>> map_nodes_;  // last known, per inode
-  std::vector<Glob> globs_;
-  std::vector<Glob> hash_globs_;
-  std::unordered_map<uint64_t, bool> watched_cache_;
-  bool gate_dirty_ = false;
-  EventOut out_;
-  ContentHashes hashes_;
 };
 
 }  // namespace dsvmi::infer

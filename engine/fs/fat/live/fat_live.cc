@@ -61,14 +61,7 @@ bool same_entries(const std::vector<DirEntry>& a, const std::vector<DirEntry>& b
 }  // namespace
 
 FatLive::FatLive(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition)
-    : ctx_(ctx),
-      info_(index.info()),
-      partition_(partition),
-      view_(disk, info_.partition_offset, info_.partition_size, std::max<uint32_t>(info_.block_size, 1)),
-      rmap_(index),
-      state_(index, info_.root_ino),
-      out_(ctx),
-      hashes_(ctx) {}
+    : ModelDriver(ctx, index, disk, partition, std::max<uint32_t>(index.info().block_size, 1)) {}
 
 Status FatLive::init() {
   if (info_.type != "vfat") return Status::error("inference: file system type '" + info_.type + "' is not FAT");
@@ -84,17 +77,7 @@ Status FatLive::init() {
     return Status::error("inference: fat: sector size " + std::to_string(g_.bytes_per_sector) +
                          " differs from the index's " + std::to_string(info_.block_size));
   system_sectors_ = g_.first_data_sector;
-  for (const std::string& p : ctx_.options.policy.globs) {
-    Glob g;
-    if (!(s = Glob::compile(p, &g))) return s;
-    globs_.push_back(std::move(g));
-  }
-  for (const std::string& p : ctx_.options.hash_globs) {
-    Glob g;
-    if (!(s = Glob::compile(p, &g))) return Status::error("inference: hash glob: " + s.message());
-    hash_globs_.push_back(std::move(g));
-  }
-  return Status::ok();
+  return compile_globs();
 }
 
 BlockOwner FatLive::owner_of(uint64_t sector) const {
@@ -110,99 +93,12 @@ BlockOwner FatLive::owner_of(uint64_t sector) const {
   return o;
 }
 
-bool FatLive::watched(uint64_t ino) {
-  const GatePolicy& p = ctx_.options.policy;
-  if (p.kind == GatePolicyKind::MetadataOnly) return false;
-  const Inode* n = state_.inode(ino);
-  if (n == nullptr || n->type != FileType::Regular) return false;
-  if (p.kind == GatePolicyKind::PassAll) return true;
-  auto it = watched_cache_.find(ino);
-  if (it != watched_cache_.end()) return it->second;
-  bool match = false;
-  for (const Link& l : std::vector<Link>(state_.links(ino))) {
-    std::string path = name_path(l.parent, l.name);
-    for (const Glob& g : globs_) match = match || g.matches(path);
-  }
-  watched_cache_[ino] = match;
-  return match;
-}
-
-bool FatLive::hashed_file(uint64_t ino, uint64_t* size, std::string* path) {
-  if (hash_globs_.empty() || !watched(ino)) return false;
-  const Inode* n = state_.inode(ino);
-  if (n == nullptr) return false;
-  for (const Link& l : std::vector<Link>(state_.links(ino))) {
-    std::string p = name_path(l.parent, l.name);
-    for (const Glob& g : hash_globs_) {
-      if (g.matches(p)) {
-        *size = n->size;
-        *path = std::move(p);
-        return true;
-      }
-    }
-  }
-  return false;
-}
-
-Status FatLive::read_file(uint64_t ino, uint64_t offset, std::span<uint8_t> out) {
-  const Inode* n = state_.inode(ino);
-  if (n == nullptr) return Status::error("hash: file " + std::to_string(ino) + " is gone");
-  if (offset > n->size || out.size() > n->size - offset)
-    return Status::error("hash: read past the end of file " + std::to_string(ino));
-  std::fill(out.begin(), out.end(), uint8_t{0});
-  const uint64_t bs = info_.block_size, end = offset + out.size();
-  for (const Extent& x : n->extents) {
-    const uint64_t a = std::max(offset, x.logical * bs), b = std::min(end, (x.logical + x.length) * bs);
-    if (a >= b) continue;
-    Status s = view_.read_data(x.physical, a - x.logical * bs, out.subspan(a - offset, b - a));
-    if (!s) return Status::error("hash: file " + std::to_string(ino) + ": " + s.message());
-  }
-  return Status::ok();
-}
-
-std::string FatLive::name_path(uint64_t dir, const std::string& name) {
-  std::string p;
-  if (!state_.path(dir, &p)) p = "/<unreachable:" + std::to_string(dir) + ">";
-  if (p != "/") p += "/";
-  return p + name;
-}
-
-Event FatLive::base_event(const FrameView& f, EventKind kind, uint64_t ino) {
-  Event e;
-  e.time_ns = f.timestamp_ns;
-  e.frame_seq = f.seq;
-  e.disk = ctx_.options.disk_name;
-  e.partition = partition_;
-  e.fs_uuid = info_.uuid;
-  e.kind = kind;
-  e.ino = ino;
-  return e;
-}
-
-void FatLive::gate_sectors(uint64_t first, uint64_t count, bool pass) {
-  Gate* gate = ctx_.options.gate;
-  if (gate == nullptr || count == 0) return;
-  uint64_t off = info_.partition_offset + first * info_.block_size, len = count * info_.block_size;
-  if (off >= gate->disk_size()) return;
-  len = std::min(len, gate->disk_size() - off);
-  if (pass) {
-    (void)gate->set_bytes(off, len);
-  } else {
-    // Inward, so a neighbour sharing a grain keeps passing.
-    const uint64_t g = gate->grain_size();
-    const uint64_t a = (off + g - 1) / g * g, b = (off + len) / g * g;
-    if (b > a) (void)gate->clear_bytes(a, b - a);
-  }
-  gate_dirty_ = true;
+Status FatLive::read_back_block(uint64_t b, uint8_t* out) {
+  return view_.read_data(b, 0, std::span(out, info_.block_size));
 }
 
 // ---------------------------------------------------------------------------
 // Policy
-
-void FatLive::set_globs(std::vector<Glob> globs) {
-  globs_ = std::move(globs);
-  watched_cache_.clear();
-}
 
 Status FatLive::add_gate_grains(Gate& gate, PolicyApplyResult* result) {
   const GatePolicy& p = ctx_.options.policy;
@@ -364,35 +260,7 @@ void FatLive::write(const FrameView& f, uint64_t disk_offset, uint64_t len, cons
       emit_modify(f, r.ino, r.file_offset, z.data(), r.len);
     }
   }
-  while (view_.pending_bytes() > ctx_.options.pending_max_bytes && !view_.pending().empty()) {
-    ctx_.stats.pending_evicted += view_.evict_oldest_pending();
-  }
-}
-
-void FatLive::emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len) {
-  if (!watched(ino)) return;
-  Event e = base_event(f, EventKind::Modify, ino);
-  if (!state_.path(ino, &e.path)) e.path.clear();
-  e.offset = file_offset;
-  e.length = len;
-  if (const Inode* n = state_.inode(ino)) {
-    e.has_attrs = true;
-    e.attrs = without_extents(*n);
-  }
-  ctx_.stats.data_bytes_attributed += len;
-  hashes_.written(ino, file_offset, data, len);
-  out_.modify(std::move(e), data, len);
-}
-
-void FatLive::settle_hashes(const FrameView& f) {
-  hashes_.settle(*this, out_, [&](uint64_t ino) {
-    Event e = base_event(f, EventKind::Hash, ino);
-    if (const Inode* n = state_.inode(ino)) {
-      e.has_attrs = true;
-      e.attrs = without_extents(*n);
-    }
-    return e;
-  });
+  bound_pending();
 }
 
 void FatLive::flush(const FrameView& f) {
@@ -509,12 +377,7 @@ void FatLive::consistency_point(const FrameView& f) {
     return !links.empty() && links[0].parent == it->second.first && links[0].name == *it->second.second;
   };
 
-  struct Change {
-    std::optional<Inode> old;
-    const Inode* now = nullptr;
-    bool reused = false;
-  };
-  std::map<uint64_t, Change> changes;
+  Changes changes;
   const std::vector<DirEntry> no_entries;
   std::vector<DirEntry> old_list;
   for (uint64_t id : ids) {
@@ -537,10 +400,7 @@ void FatLive::consistency_point(const FrameView& f) {
     c.reused = c.old && c.now &&
                (c.old->type != c.now->type ||
                 (state_.generation_known(id) && c.old->generation != c.now->generation && !same_name(id)));
-    if (!c.now || c.reused) hashes_.forget(id);
-    hashes_.touched(id, !c.old || c.reused || !c.now || c.old->size != c.now->size ||
-                            !same_extents(c.old->extents, c.now->extents));
-    changes.emplace(id, std::move(c));
+    note_change(id, std::move(c), &changes);
   }
   // The directories holding a changed file, before and after: the plan
   // orders names from their entries. Needed when a file's id is taken by a
@@ -566,107 +426,8 @@ void FatLive::consistency_point(const FrameView& f) {
     }
   }
 
-  ChangePlan plan;
-  for (auto& [id, c] : changes) {
-    InodeChange ic;
-    if (c.old) ic.old = without_extents(*c.old);
-    if (c.now) ic.now = without_extents(*c.now);
-    ic.new_incarnation = c.reused;
-    if (c.old && c.old->type == FileType::Directory) ic.old_entries = state_.entries(id);
-    if (c.now && c.now->type == FileType::Directory) {
-      auto ne = now.entries.find(id);
-      if (ne != now.entries.end()) ic.now_entries = ne->second;
-    }
-    plan.add(id, std::move(ic));
-  }
-  plan.build();
-  for (auto& [id, c] : changes) {
-    if (c.now) {
-      state_.set_inode(*c.now);
-      watched_cache_.erase(id);
-    }
-  }
-  auto fresh = [&](uint64_t id) {
-    auto c = changes.find(id);
-    return c != changes.end() && c->second.now && (!c->second.old || c->second.reused);
-  };
-  std::map<uint64_t, bool> watched_before;
-  for (uint64_t id : plan.renamed_inodes()) {
-    if (!fresh(id)) watched_before[id] = watched(id);
-  }
-  for (uint64_t id : plan.renamed_inodes()) hashes_.touched(id, true);
-  std::vector<NameEvent> named;
-  plan.apply(state_, &named);
-  ctx_.stats.forced_ops += plan.forced();
-  for (NameEvent& n : named) {
-    Event e = base_event(f, n.kind, n.ino);
-    e.path = std::move(n.path);
-    e.old_path = std::move(n.old_path);
-    e.replaced_ino = n.replaced_ino;
-    auto c = changes.find(n.ino);
-    const Inode* attrs = nullptr;
-    if (n.old_incarnation) {
-      if (c != changes.end() && c->second.old) attrs = &*c->second.old;
-    } else {
-      attrs = state_.inode(n.ino);
-    }
-    if (attrs != nullptr) {
-      e.has_attrs = true;
-      e.attrs = without_extents(*attrs);
-    }
-    watched_cache_.erase(n.ino);
-    out_.emit(std::move(e));
-  }
-
-  const uint32_t bs = info_.block_size;
-  // Moved under a watched name: its data so far was dropped, so its current
-  // contents (from the disk) are what subscribers start from.
-  std::vector<uint8_t> buf;
-  auto read_back = [&](uint64_t id, const Inode& n, uint64_t logical, uint64_t physical, uint64_t count) {
-    const uint64_t from = logical * bs;
-    if (from >= n.size) return;
-    const uint64_t bytes = std::min<uint64_t>(count * bs, n.size - from);
-    buf.resize(bytes);
-    if (!view_.read_data(physical, 0, std::span(buf))) return;
-    emit_modify(f, id, from, buf.data(), bytes);
-    ctx_.stats.data_blocks_read_back += count;
-  };
-  for (uint64_t id : plan.renamed_inodes()) {
-    const Inode* n = state_.inode(id);
-    if (n == nullptr || n->type != FileType::Regular) continue;
-    const bool pass = watched(id);
-    if (ctx_.options.gate != nullptr && ctx_.options.policy.kind == GatePolicyKind::MetadataAndGlobs) {
-      for (const Extent& x : n->extents) gate_sectors(x.physical, x.length, pass);
-    }
-    auto wb = watched_before.find(id);
-    if (!pass || wb == watched_before.end() || wb->second) continue;
-    const Inode copy = *n;
-    for (const Extent& x : copy.extents) read_back(id, copy, x.logical, x.physical, x.length);
-  }
-
-  // Attribute events for files that lived through the batch.
-  for (auto& [id, c] : changes) {
-    if (!c.old || !c.now || c.reused) continue;
-    const Inode& o = *c.old;
-    const Inode& n = *c.now;
-    std::string path;
-    if (!state_.path(id, &path)) continue;
-    if (o.mode != n.mode) {
-      Event e = base_event(f, EventKind::Attrib, id);
-      e.path = path;
-      e.has_attrs = true;
-      e.attrs = without_extents(n);
-      out_.emit(std::move(e));
-    }
-    if (n.type == FileType::Regular && o.size != n.size) {
-      Event e = base_event(f, n.size < o.size ? EventKind::Truncate : EventKind::Extend, id);
-      e.path = path;
-      e.old_size = o.size;
-      e.has_attrs = true;
-      e.attrs = without_extents(n);
-      out_.emit(std::move(e));
-    }
-  }
+  apply_names(f, changes, now.entries);
+  emit_attribute_events(f, changes);
 
   // Cluster ownership: releases first (clusters move between files within a
   // batch), then the new owners.
@@ -690,49 +451,21 @@ void FatLive::consistency_point(const FrameView& f) {
     const bool pass = dir || watched(id);
     for (const Extent& x : c.now->extents) {
       rmap_.assign(x.physical, x.length, BlockOwner{dir ? BlockKind::Directory : BlockKind::FileData, id, x.logical});
-      gate_sectors(x.physical, x.length, pass);
+      gate_blocks(x.physical, x.length, pass);
     }
   }
-  // Data a watched file got in clusters new to it: with a gate, QEMU
-  // dropped what was written there before this point; read it back.
-  if (ctx_.options.gate != nullptr || ctx_.options.read_back_new_data) {
-    for (uint64_t id : reassigned) {
-      const Change& c = changes[id];
-      if (!c.now || c.now->type != FileType::Regular || !watched(id)) continue;
-      const std::vector<Extent> none;
-      const std::vector<Extent>& oe = (c.old && !c.reused) ? c.old->extents : none;
-      const Inode n = *c.now;
-      for (const Extent& x : n.extents) {
-        for (uint64_t k = 0; k < x.length; k++) {
-          const uint64_t logical = x.logical + k, physical = x.physical + k;
-          if (logical * bs >= n.size) break;
-          bool had = false;
-          for (const Extent& y : oe) {
-            if (logical >= y.logical && logical < y.logical + y.length && y.physical + (logical - y.logical) == physical)
-              had = true;
-          }
-          if (had || view_.pending().count(physical)) continue;
-          read_back(id, n, logical, physical, 1);
-        }
-      }
-    }
-  }
+  read_back_new_data(f, reassigned, changes);
   for (auto [first, count] : released) {
     for (uint64_t b = first; b < first + count && b < view_.blocks(); b++) {
       const BlockOwner o = owner_of(b);
       if (!is_metadata(o.kind)) view_.drop_shadow(b);
-      if (o.kind == BlockKind::Free) gate_sectors(b, 1, false);
+      if (o.kind == BlockKind::Free) gate_blocks(b, 1, false);
     }
   }
-  for (auto& [id, c] : changes) {
-    if (c.old && !c.now) state_.free_inode(id);
-  }
+  free_deleted(changes);
   settle_pending(f);
   settle_hashes(f);
-  if (gate_dirty_ && ctx_.options.gate != nullptr) {
-    if (ctx_.options.gate->publish()) ctx_.stats.gate_updates++;
-    gate_dirty_ = false;
-  }
+  publish_gate();
 }
 
 // Pending data whose sector now has an owner is attributed (a watched file's

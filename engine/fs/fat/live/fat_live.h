@@ -15,87 +15,48 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
-#include "../../../infer/block_view.h"
-#include "../../../infer/content_hashes.h"
-#include "../../../infer/engine_context.h"
-#include "../../../infer/event_out.h"
-#include "../../../infer/fs_driver.h"
-#include "../../../infer/fs_state.h"
+#include "../../../infer/model_driver.h"
 #include "../bpb.h"
-#include "dsvmi/glob.h"
-#include "dsvmi/reverse_map.h"
 
 namespace dsvmi::infer {
 
-class FatLive : public FsDriver, public FileContent {
+class FatLive : public ModelDriver {
  public:
   FatLive(EngineContext& ctx, const FsIndex& index, DiskReader& disk, uint32_t partition);
   // Reads and validates the boot sector through the view; the geometry must
   // be the crawl's (same sector size as the index's block size).
   Status init() override;
 
-  uint64_t first_byte() const override { return info_.partition_offset; }
-  uint64_t end_byte() const override { return info_.partition_offset + info_.partition_size; }
-
   void write(const FrameView& f, uint64_t disk_offset, uint64_t len, const uint8_t* data, bool discard) override;
   void flush(const FrameView& f) override;
   void lost(const FrameView& f, uint64_t disk_offset, uint64_t len) override;
   void finish() override;
   uint64_t idle(uint64_t now_ns) override;
-  void dump_state(std::vector<std::string>* lines) override { dump_tree(state_, partition_, lines); }
 
-  void set_globs(std::vector<Glob> globs) override;
   // Metadata (reserved sectors, every FAT copy, the FAT12/16 root region,
   // every directory's clusters) and the clusters of watched files.
   Status add_gate_grains(Gate& gate, PolicyApplyResult* result) override;
 
-  // FileContent (content_hashes.h): a watched file one of whose paths
-  // matches a hash glob, read through its cluster chain.
-  bool hashed_file(uint64_t ino, uint64_t* size, std::string* path) override;
-  Status read_file(uint64_t ino, uint64_t offset, std::span<uint8_t> out) override;
-
  private:
+  Status read_back_block(uint64_t b, uint8_t* out) override;
   // What the sector is: metadata (Superblock, MapNode, Directory), FileData
   // or Free, from the model of the last consistency point.
   BlockOwner owner_of(uint64_t sector) const;
-  bool watched(uint64_t ino);
   // Runs a consistency point first when the metadata has been quiet (or
   // unsettled) long enough by the frame clock.
   void maybe_settle(const FrameView& f);
   void consistency_point(const FrameView& f);
   void settle_pending(const FrameView& f);
-  void settle_hashes(const FrameView& f);
-  void emit_modify(const FrameView& f, uint64_t ino, uint64_t file_offset, const uint8_t* data, uint64_t len);
-  Event base_event(const FrameView& f, EventKind kind, uint64_t ino);
-  std::string name_path(uint64_t dir, const std::string& name);
-  void gate_sectors(uint64_t first, uint64_t count, bool pass);
   void mark_metadata_written(const FrameView& f);
-  struct ReleaseHeldOnReturn {
-    FatLive* fs;
-    ~ReleaseHeldOnReturn() { fs->out_.release_held(); }
-  };
 
-  EngineContext& ctx_;
-  FilesystemInfo info_;
-  uint32_t partition_;
-  BlockView view_;
-  ReverseMap rmap_;
-  FsState state_;
   fat::Geometry g_;
   uint64_t system_sectors_ = 0;  // reserved + FATs (+ FAT12/16 root region): always metadata
-  std::vector<Glob> globs_, hash_globs_;
-  std::unordered_map<uint64_t, bool> watched_cache_;
   bool metadata_dirty_ = false;
   uint64_t first_dirty_ns_ = 0, last_metadata_ns_ = 0;
   FrameView last_frame_;  // the clock and sequence of idle() consistency points
-  bool gate_dirty_ = false;
-  EventOut out_;
-  ContentHashes hashes_;
 };
 
 }  // namespace dsvmi::infer
